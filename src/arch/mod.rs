@@ -1,0 +1,2 @@
+//! Architecture support. Only AArch64 exists.
+pub mod aarch64;

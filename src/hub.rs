@@ -1,0 +1,1 @@
+//! Routing of traps to device instances (in progress).

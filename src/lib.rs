@@ -1,0 +1,29 @@
+//! Backplane: a driver VM in one small image.
+//!
+//! The library holds everything that does not need the machine: the device core
+//! (`virtio`, `devices`, `backends` traits), the service plan, the hub that routes
+//! traps to devices, and — only when built for the image target — the arch,
+//! platform and hypervisor layers. Host tests exercise the first group with real
+//! frontends (the `virtio-drivers` crate).
+//!
+//! Unsafe code is confined to `arch`, `platform` (MMIO), and `hyp` (hypercalls,
+//! foreign mappings); the device core forbids it.
+#![cfg_attr(not(test), no_std)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+#[cfg(not(bp_no_core))]
+pub mod backends;
+#[cfg(not(bp_no_core))]
+pub mod devices;
+#[cfg(not(bp_no_core))]
+pub mod hub;
+pub mod hyp;
+#[cfg(not(bp_no_core))]
+pub mod virtio;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod platform;
