@@ -33,6 +33,9 @@ pub fn boot(e: EntryFacts) -> ! {
     let t0 = arch::now_us();
     console::init_log(log::LevelFilter::Info);
     console::set_fallback(board_uart());
+    // Entered at EL2 we are the hypervisor level's only user: PSCI must go to
+    // the firmware (SMC); an HVC would trap into our own empty EL2.
+    psci::set_method_smc(e.entry_el == 2);
 
     let parsed = dt::validate(e.dtb).and_then(|size| {
         let (ram, reserved) = dt::memory_layout(e.dtb, size)?;

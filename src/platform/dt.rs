@@ -101,6 +101,24 @@ pub fn validate(ptr: u64) -> Result<usize, DtError> {
     if !(40..=(2 << 20)).contains(&size) {
         return Err(DtError::Corrupt(ptr));
     }
+    // The parser trusts the header's offsets; check them first so a corrupt
+    // tree is reported as such rather than as a parser panic.
+    let word = |i: usize| -> u32 {
+        // SAFETY: i < 10, inside the 40-byte header checked above.
+        u32::from_be(unsafe { (ptr as *const u32).add(i).read_volatile() })
+    };
+    let (off_struct, off_strings, off_rsvmap) = (word(2), word(3), word(4));
+    let (version, size_strings, size_struct) = (word(5), word(8), word(9));
+    let inside = |off: u32, len: u32| off.checked_add(len).is_some_and(|end| end <= size);
+    let ok = version >= 16
+        && inside(off_struct, size_struct)
+        && inside(off_strings, size_strings)
+        && inside(off_rsvmap, 16)
+        && off_struct % 4 == 0
+        && off_rsvmap % 8 == 0;
+    if !ok {
+        return Err(DtError::Corrupt(ptr));
+    }
     Ok(size as usize)
 }
 

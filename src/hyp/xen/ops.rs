@@ -175,6 +175,8 @@ pub mod fake {
         /// Where acquire_ioreq_page installs the "page" (host address = gpfn << 12); the fake
         /// writes vp_eport = 100 + vcpu into each slot when the server is enabled.
         pub ioreq_gpfn: Option<u64>,
+        /// Behave like a Xen that never wrote vp_eport (page acquired after enabling).
+        pub skip_eports: bool,
     }
 
     /// The fake, cheap to clone (shared state).
@@ -292,7 +294,7 @@ pub mod fake {
                 abi::dmop::CREATE_IOREQ_SERVER => op.u[4..6].copy_from_slice(&5u16.to_le_bytes()),
                 abi::dmop::NR_VCPUS => op.u[0..4].copy_from_slice(&s.vcpus.to_le_bytes()),
                 abi::dmop::SET_IOREQ_SERVER_STATE if op.u[2] == 1 => {
-                    if let Some(gpfn) = s.ioreq_gpfn {
+                    if let (Some(gpfn), false) = (s.ioreq_gpfn, s.skip_eports) {
                         for v in 0..s.vcpus as usize {
                             let p = ((gpfn << 12) as usize + 32 * v + 24) as *mut u32;
                             // SAFETY: the test's ioreq page is a host buffer it owns.

@@ -250,17 +250,61 @@ impl Apt {
             .with_context(|| format!("{pkg} has no Depends"))
     }
 
+    /// Versions of a binary package in the private state, newest first.
+    pub fn versions(&self, pkg: &str) -> Result<Vec<String>> {
+        self.update()?;
+        let out = output(self.apt_cache().args(["madison", pkg]))?;
+        let mut v: Vec<String> = Vec::new();
+        for l in out.lines() {
+            if let Some(ver) = l.split('|').nth(1).map(|s| s.trim().to_string()) {
+                if !v.contains(&ver) {
+                    v.push(ver);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Versions of a source package, newest first (`apt-cache showsrc` lists them in index order).
+    fn src_versions(&self, pkg: &str) -> Result<Vec<String>> {
+        self.update()?;
+        let out = output(self.apt_cache().args(["showsrc", pkg]))?;
+        let mut v: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Version:").map(|s| s.trim().to_string()))
+            .collect();
+        v.dedup();
+        // Newest first, by dpkg's ordering.
+        v.sort_by(|a, b| {
+            let gt = Command::new("dpkg").args(["--compare-versions", a, "gt", b]).status();
+            if gt.is_ok_and(|s| s.success()) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater }
+        });
+        Ok(v)
+    }
+
+    /// Try `f(version)` for each version, newest first: a mirror may list a version (e.g. in
+    /// bookworm-security) whose files it cannot serve.
+    fn each_version(&self, pkg: &str, versions: Vec<String>, mut f: impl FnMut(&str) -> Result<()>) -> Result<String> {
+        let mut last = None;
+        for v in &versions {
+            match f(v) {
+                Ok(()) => return Ok(v.clone()),
+                Err(e) => {
+                    step(&format!("{pkg}={v} could not be fetched ({e:#}); trying an older version"));
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("{pkg}: no versions in the private apt state")))
+    }
+
     /// Download a binary arm64 package into `dir` (fresh) and return the .deb's path.
     pub fn download(&self, pkg: &str, dir: &Path) -> Result<PathBuf> {
-        self.update()?;
-        fresh_dir(dir)?;
-        let mut attempt = || run(self.apt_get().arg("download").arg(pkg).current_dir(dir));
-        if attempt().is_err() {
-            // A stale index (point release moved on): refresh once and retry.
-            let _ = std::fs::remove_file(self.dir.join("stamp-update"));
-            self.update()?;
-            attempt()?;
-        }
+        let versions = self.versions(pkg)?;
+        self.each_version(pkg, versions, |v| {
+            fresh_dir(dir)?;
+            quiet_run(self.apt_get().arg("download").arg(format!("{pkg}={v}")).current_dir(dir))
+        })?;
         let deb = std::fs::read_dir(dir)?
             .flatten()
             .map(|e| e.path())
@@ -271,9 +315,11 @@ impl Apt {
 
     /// `apt-get source` (download + unpack with patches) into `dir` (fresh); returns the tree.
     pub fn source(&self, pkg: &str, dir: &Path) -> Result<PathBuf> {
-        self.update()?;
-        fresh_dir(dir)?;
-        run(self.apt_get().args(["source", pkg]).current_dir(dir))?;
+        let versions = self.src_versions(pkg)?;
+        self.each_version(pkg, versions, |v| {
+            fresh_dir(dir)?;
+            quiet_run(self.apt_get().args(["source", &format!("{pkg}={v}")]).current_dir(dir))
+        })?;
         let tree = std::fs::read_dir(dir)?
             .flatten()
             .map(|e| e.path())
@@ -281,6 +327,14 @@ impl Apt {
             .with_context(|| format!("apt-get source {pkg} unpacked nothing"))?;
         Ok(tree)
     }
+}
+
+/// Run, echoing the command but keeping its output only for the error.
+fn quiet_run(cmd: &mut Command) -> Result<()> {
+    step(&format!("$ {}", super::show(cmd)));
+    let out = output(cmd)?;
+    let _ = out;
+    Ok(())
 }
 
 /// `dpkg -x deb dir` into a fresh `dir`.
@@ -293,7 +347,7 @@ pub fn extract(deb: &Path, dir: &Path) -> Result<()> {
 pub fn binary_xen(cache: &Path, apt: &Apt) -> Result<PathBuf> {
     let out = cache.join("debian-xen");
     let stamp = Stamp::new(cache.join("stamp-debian-xen"));
-    if let Some(p) = stamp.get().map(PathBuf::from).filter(|p| p.is_file()) {
+    if let Some(p) = stamp.get().map(PathBuf::from).filter(|p| p.is_file() && p.extension().is_none()) {
         return Ok(p);
     }
     let pkg = apt
@@ -307,7 +361,9 @@ pub fn binary_xen(cache: &Path, apt: &Apt) -> Result<PathBuf> {
     let xen = std::fs::read_dir(out.join("boot"))?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("xen-")))
+        .find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("xen-")) && p.extension().is_none_or(|e| e != "config" && e != "efi")
+        })
         .context("no /boot/xen-* in the hypervisor package")?;
     stamp.set(&xen.to_string_lossy())?;
     Ok(xen)

@@ -101,7 +101,19 @@ pub(crate) fn output(cmd: &mut Command) -> Result<String> {
 
 pub(crate) fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
+    let mut args = cmd.get_args().peekable();
+    let mut private_opts = 0;
+    while let Some(a) = args.next() {
+        // The private apt state's `-o Dir::...` options are long and always the same.
+        if a == "-o" && args.peek().is_some_and(|n| n.to_string_lossy().contains("::")) {
+            args.next();
+            private_opts += 1;
+            continue;
+        }
+        if private_opts > 0 {
+            s.push_str(&format!(" [{private_opts} private-apt options]"));
+            private_opts = 0;
+        }
         s.push(' ');
         s.push_str(&a.to_string_lossy());
     }
