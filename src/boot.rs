@@ -14,12 +14,14 @@ pub struct EntryFacts {
 }
 
 /// The board's UART, used only when the device tree cannot be read.
-const BOARD_UART: u64 = 0x0900_0000;
+const BOARD_UART: u64 = backplane::board::UART;
 
 /// The board's UART as a console sink (for reports made before the tree is read).
 pub fn board_uart() -> Sink {
     // SAFETY: the board file names this PL011 window.
-    Sink::Uart(Pl011(unsafe { MmioRegion::new(BOARD_UART as usize, 0x1000) }))
+    Sink::Uart(Pl011(unsafe {
+        MmioRegion::new(BOARD_UART as usize, 0x1000)
+    }))
 }
 
 fn fatal(msg: core::fmt::Arguments) -> ! {
@@ -52,7 +54,9 @@ pub fn boot(e: EntryFacts) -> ! {
     let mut avoid = reserved.clone();
     let _ = avoid.push((e.dtb, dt_size as u64));
     let Some((heap_start, heap_size)) = heap::choose(&ram, image, &avoid) else {
-        fatal(format_args!("no room for the heap in the RAM bank holding the image"))
+        fatal(format_args!(
+            "no room for the heap in the RAM bank holding the image"
+        ))
     };
     // SAFETY: `choose` picked RAM outside the image, the device tree and every
     // reserved range; nothing else uses it.
@@ -64,7 +68,10 @@ pub fn boot(e: EntryFacts) -> ! {
     psci::set_method_smc(info.psci_smc);
     choose_console(&info);
     if e.bad_relocs != 0 {
-        fatal(format_args!("{} relocations of unsupported type", e.bad_relocs));
+        fatal(format_args!(
+            "{} relocations of unsupported type",
+            e.bad_relocs
+        ));
     }
 
     gic::init(gic_kind(&info.gic));
@@ -72,7 +79,11 @@ pub fn boot(e: EntryFacts) -> ! {
         Ok(us) => us,
         Err(why) => fatal(format_args!("timer: {why}")),
     };
-    log::info!("timer: interrupt {} taken after {} us", info.vtimer_intid, latency);
+    log::info!(
+        "timer: interrupt {} taken after {} us",
+        info.vtimer_intid,
+        latency
+    );
 
     crate::faults::maybe_inject(&info.bootargs);
 
@@ -90,7 +101,7 @@ pub fn boot(e: EntryFacts) -> ! {
         heap_size >> 10,
         arch::now_us().saturating_sub(t0)
     );
-    crate::modes::run(info)
+    crate::modes::run(info, (heap_start, heap_size))
 }
 
 fn choose_console(info: &MachineInfo) {

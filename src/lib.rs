@@ -19,6 +19,9 @@ pub mod backends;
 pub mod devices;
 #[cfg(not(bp_no_core))]
 pub mod hub;
+pub mod plan;
+#[cfg(test)]
+mod plan_tests;
 pub mod hyp;
 #[cfg(not(bp_no_core))]
 pub mod virtio;
@@ -27,3 +30,8 @@ pub mod virtio;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod platform;
+
+/// The board this image was built for (boards/*.toml, compiled by build.rs).
+pub mod board {
+    include!(concat!(env!("OUT_DIR"), "/board.rs"));
+}

@@ -5,9 +5,11 @@
 
 extern crate alloc;
 
+mod assemble;
 mod boot;
 mod faults;
 mod modes;
+mod standalone;
 
 use backplane::arch::aarch64::psci;
 use backplane::platform::console;
@@ -30,5 +32,10 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 /// Called by entry.S with the MMU off, relocations applied, BSS zeroed.
 #[unsafe(no_mangle)]
 extern "C" fn rust_entry(dtb: u64, load_addr: u64, bad_relocs: u64, entry_el: u64) -> ! {
-    boot::boot(boot::EntryFacts { dtb, load_addr, bad_relocs, entry_el })
+    boot::boot(boot::EntryFacts {
+        dtb,
+        load_addr,
+        bad_relocs,
+        entry_el,
+    })
 }

@@ -229,7 +229,11 @@ pub struct MemEntropy {
 impl MemEntropy {
     /// A generator seeded with `seed` (0 is replaced by a fixed constant).
     pub fn new(seed: u64) -> Self {
-        let seed = if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed };
+        let seed = if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        };
         Self {
             state: Arc::new(Mutex::new((seed, false))),
         }
@@ -303,7 +307,10 @@ impl MemNet {
 
     /// Queues an inbound frame with offload metadata.
     pub fn push_frame_with_header(&self, frame: &[u8], header: NetHeader) {
-        self.state.lock().inbound.push_back((frame.to_vec(), header));
+        self.state
+            .lock()
+            .inbound
+            .push_back((frame.to_vec(), header));
     }
 
     /// Takes the frames the guest sent so far.

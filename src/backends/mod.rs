@@ -7,7 +7,9 @@
 //! and implement the same traits.
 #![forbid(unsafe_code)]
 
+pub mod looped;
 pub mod mem;
+pub mod virtio;
 
 use core::fmt;
 

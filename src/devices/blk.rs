@@ -127,10 +127,14 @@ impl Block {
     fn handle(&mut self, ctx: &mut DeviceCtx<'_>) -> Result<u32, DeviceError> {
         let chain = &self.chain;
         if chain.writable_len() < 1 {
-            return Err(DeviceError::Malformed("blk request without writable status byte"));
+            return Err(DeviceError::Malformed(
+                "blk request without writable status byte",
+            ));
         }
         if chain.readable_len() < HEADER_LEN {
-            return Err(DeviceError::Malformed("blk request header short or writable"));
+            return Err(DeviceError::Malformed(
+                "blk request header short or writable",
+            ));
         }
         let mut reader = chain.reader();
         let mut header = [0u8; HEADER_LEN as usize];
@@ -147,7 +151,7 @@ impl Block {
         let read_only = self.backend.read_only();
         let capacity = self.backend.capacity();
         let in_range = |bytes: u32| {
-            bytes as usize % SECTOR_SIZE == 0
+            (bytes as usize).is_multiple_of(SECTOR_SIZE)
                 && sector
                     .checked_add(u64::from(bytes) / SECTOR_SIZE as u64)
                     .is_some_and(|end| end <= capacity)
@@ -202,7 +206,7 @@ impl Block {
                 let discard = kind == req::DISCARD;
                 let bytes = data_out as usize;
                 if bytes == 0
-                    || bytes % SEGMENT_LEN != 0
+                    || !bytes.is_multiple_of(SEGMENT_LEN)
                     || bytes / SEGMENT_LEN > MAX_ZERO_DISCARD_SEG as usize
                 {
                     status::IOERR
@@ -226,11 +230,15 @@ impl Block {
         writer.write(ctx.mem, &[status])?;
         Ok(writer.position())
     }
+}
 
 /// One DISCARD / WRITE_ZEROES segment.
 fn segment(
-backend: &mut dyn BlockBackend,
-seg: &[u8; SEGMENT_LEN], discard: bool, capacity: u64) -> u8 {
+    backend: &mut dyn BlockBackend,
+    seg: &[u8; SEGMENT_LEN],
+    discard: bool,
+    capacity: u64,
+) -> u8 {
     let sector = u64::from_le_bytes([
         seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6], seg[7],
     ]);

@@ -22,7 +22,11 @@ struct Console {
     early: heapless::Vec<u8, 2048>,
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { sink: Sink::Buffer, fallback: Sink::Buffer, early: heapless::Vec::new() });
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    sink: Sink::Buffer,
+    fallback: Sink::Buffer,
+    early: heapless::Vec::new(),
+});
 
 impl Console {
     fn emit(&mut self, bytes: &[u8]) {
@@ -85,11 +89,15 @@ pub fn prepare_for_fatal() {
 struct Logger;
 
 impl log::Log for Logger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        // The drivers of our real devices chatter at info; keep their warnings.
+        !(m.target().starts_with("virtio_drivers") && m.level() > log::Level::Warn)
     }
 
     fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         let prefix = match record.level() {
             log::Level::Info => "",
             log::Level::Error => "error: ",

@@ -9,7 +9,10 @@ pub enum GicInfo {
     /// GICv2: distributor and CPU interface windows.
     V2 { dist: (u64, u64), cpu: (u64, u64) },
     /// GICv3: distributor and redistributor windows.
-    V3 { dist: (u64, u64), redist: (u64, u64) },
+    V3 {
+        dist: (u64, u64),
+        redist: (u64, u64),
+    },
 }
 
 /// A `virtio,mmio` transport the machine gives us.
@@ -93,7 +96,10 @@ pub fn validate(ptr: u64) -> Result<usize, DtError> {
     // normal memory); reading two words has no side effect on RAM or ROM.
     let (magic, size) = unsafe {
         let p = ptr as *const u32;
-        (u32::from_be(p.read_volatile()), u32::from_be(p.add(1).read_volatile()))
+        (
+            u32::from_be(p.read_volatile()),
+            u32::from_be(p.add(1).read_volatile()),
+        )
     };
     if magic != FDT_MAGIC {
         return Err(DtError::Missing(ptr));
@@ -124,13 +130,21 @@ pub fn validate(ptr: u64) -> Result<usize, DtError> {
 
 fn reg_pairs(node: &fdt::node::FdtNode) -> Vec<(u64, u64)> {
     node.reg()
-        .map(|it| it.map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64)).collect())
+        .map(|it| {
+            it.map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn cells(node: &fdt::node::FdtNode, name: &str) -> Vec<u32> {
     node.property(name)
-        .map(|p| p.value.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
+        .map(|p| {
+            p.value
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -179,7 +193,8 @@ pub fn memory_layout(ptr: u64, size: usize) -> Result<(Ranges, Ranges), DtError>
 }
 
 fn is_memory(n: &fdt::node::FdtNode) -> bool {
-    n.name.starts_with("memory") && n.property("device_type").and_then(|p| p.as_str()) == Some("memory")
+    n.name.starts_with("memory")
+        && n.property("device_type").and_then(|p| p.as_str()) == Some("memory")
 }
 
 /// Parses the tree at `ptr` (already validated to be `size` bytes).
@@ -198,28 +213,40 @@ pub fn parse(ptr: u64, size: usize) -> Result<MachineInfo, DtError> {
     if memory.is_empty() {
         return Err(DtError::NoNode("memory"));
     }
-    let mut reserved: Vec<(u64, u64)> =
-        fdt.memory_reservations().map(|r| (r.address() as u64, r.size() as u64)).collect();
+    let mut reserved: Vec<(u64, u64)> = fdt
+        .memory_reservations()
+        .map(|r| (r.address() as u64, r.size() as u64))
+        .collect();
     if let Some(rm) = fdt.find_node("/reserved-memory") {
         for child in rm.children() {
             reserved.extend(reg_pairs(&child));
         }
     }
 
-    let pl011 = fdt.find_compatible(&["arm,pl011"]).and_then(|n| reg_pairs(&n).first().copied());
+    let pl011 = fdt
+        .find_compatible(&["arm,pl011"])
+        .and_then(|n| reg_pairs(&n).first().copied());
 
     let gic = if let Some(n) = fdt.find_compatible(&["arm,gic-v3"]) {
         let r = reg_pairs(&n);
         if r.len() < 2 {
             return Err(DtError::NoNode("GICv3 distributor and redistributor"));
         }
-        GicInfo::V3 { dist: r[0], redist: r[1] }
-    } else if let Some(n) = fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"]) {
+        GicInfo::V3 {
+            dist: r[0],
+            redist: r[1],
+        }
+    } else if let Some(n) =
+        fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"])
+    {
         let r = reg_pairs(&n);
         if r.len() < 2 {
             return Err(DtError::NoNode("GICv2 distributor and CPU interface"));
         }
-        GicInfo::V2 { dist: r[0], cpu: r[1] }
+        GicInfo::V2 {
+            dist: r[0],
+            cpu: r[1],
+        }
     } else {
         return Err(DtError::NoNode("interrupt controller (GICv2/v3)"));
     };
@@ -243,7 +270,10 @@ pub fn parse(ptr: u64, size: usize) -> Result<MachineInfo, DtError> {
 
     let virtio_mmio = fdt
         .all_nodes()
-        .filter(|n| n.compatible().is_some_and(|c| c.all().any(|s| s == "virtio,mmio")))
+        .filter(|n| {
+            n.compatible()
+                .is_some_and(|c| c.all().any(|s| s == "virtio,mmio"))
+        })
         .filter_map(|n| {
             let (base, size) = *reg_pairs(&n).first()?;
             let intid = intid(&cells(&n, "interrupts")).unwrap_or(0);

@@ -36,7 +36,9 @@ impl MmioRegion {
         let addr = self.check(offset, 4);
         let v: u32;
         // SAFETY: `new`'s contract: the address is inside a device window.
-        unsafe { asm!("ldr {0:w}, [{1}]", out(reg) v, in(reg) addr, options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("ldr {0:w}, [{1}]", out(reg) v, in(reg) addr, options(nostack, preserves_flags))
+        };
         v
     }
 
@@ -44,13 +46,17 @@ impl MmioRegion {
     pub fn write32(&self, offset: usize, value: u32) {
         let addr = self.check(offset, 4);
         // SAFETY: `new`'s contract: the address is inside a device window.
-        unsafe { asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack, preserves_flags))
+        };
     }
 
     /// 64-bit write at `offset`.
     pub fn write64(&self, offset: usize, value: u64) {
         let addr = self.check(offset, 8);
         // SAFETY: `new`'s contract: the address is inside a device window.
-        unsafe { asm!("str {0}, [{1}]", in(reg) value, in(reg) addr, options(nostack, preserves_flags)) };
+        unsafe {
+            asm!("str {0}, [{1}]", in(reg) value, in(reg) addr, options(nostack, preserves_flags))
+        };
     }
 }

@@ -42,7 +42,8 @@ impl fmt::Display for MemError {
 
 /// End of `[addr, addr + len)`, or [`MemError::Overflow`].
 pub fn range_end(addr: u64, len: u64) -> Result<u64, MemError> {
-    addr.checked_add(len).ok_or(MemError::Overflow { addr, len })
+    addr.checked_add(len)
+        .ok_or(MemError::Overflow { addr, len })
 }
 
 /// Bounded access to one guest's physical memory.

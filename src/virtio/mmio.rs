@@ -161,7 +161,7 @@ impl MmioDevice {
                 }
             };
         }
-        if size != 4 || offset % 4 != 0 {
+        if size != 4 || !offset.is_multiple_of(4) {
             self.bad_access("register read", offset, size);
             return 0;
         }
@@ -204,7 +204,7 @@ impl MmioDevice {
             }
             return;
         }
-        if size != 4 || offset % 4 != 0 {
+        if size != 4 || !offset.is_multiple_of(4) {
             self.bad_access("register write", offset, size);
             return;
         }

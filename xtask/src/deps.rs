@@ -21,14 +21,21 @@ fn have(cmd: &str) -> bool {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
 static APT_UPDATED: OnceLock<()> = OnceLock::new();
 
 /// Installs Debian packages that provide the missing commands.
 pub fn ensure_commands(needs: &[(&str, &str)]) -> Result<()> {
-    let mut missing: Vec<&str> = needs.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p).collect();
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|(c, _)| !have(c))
+        .map(|(_, p)| *p)
+        .collect();
     missing.sort();
     missing.dedup();
     ensure_packages_named(&missing)
@@ -55,7 +62,9 @@ fn ensure_packages_named(missing: &[&str]) -> Result<()> {
     }
     let list = missing.join(" ");
     if !is_root() {
-        bail!("missing Debian packages: {list}\n  install them with: sudo apt-get install -y {list}");
+        bail!(
+            "missing Debian packages: {list}\n  install them with: sudo apt-get install -y {list}"
+        );
     }
     eprintln!("xtask: installing Debian packages: {list}");
     if APT_UPDATED.get().is_none() {
@@ -97,7 +106,10 @@ pub fn ensure_rust_target() -> Result<()> {
 }
 
 fn rustc_sysroot() -> Result<PathBuf> {
-    let out = Command::new("rustc").args(["--print", "sysroot"]).current_dir(crate::project_root()).output()?;
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(crate::project_root())
+        .output()?;
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
@@ -111,5 +123,8 @@ pub fn llvm_tool(name: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("{name} not found under {} (rustup component add llvm-tools)", rustlib.display())
+    bail!(
+        "{name} not found under {} (rustup component add llvm-tools)",
+        rustlib.display()
+    )
 }

@@ -58,10 +58,17 @@ impl Harness {
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Fails with `msg` unless `cond`.
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> anyhow::Result<()> {
-    if cond { Ok(()) } else { Err(anyhow::anyhow!(msg())) }
+    if cond {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(msg()))
+    }
 }

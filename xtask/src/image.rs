@@ -17,21 +17,33 @@ pub fn build(release: bool) -> Result<Image> {
     deps::ensure_rust_target()?;
     let root = project_root();
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(&root)
-        .args(["build", "--quiet", "--bin", "backplane", "--target", "aarch64-unknown-none"]);
+    cmd.current_dir(&root).args([
+        "build",
+        "--quiet",
+        "--bin",
+        "backplane",
+        "--target",
+        "aarch64-unknown-none",
+    ]);
     if release {
         cmd.arg("--release");
     }
     // Development aid while the device core is rebuilt (removed when done).
     if std::env::var_os("BP_NO_CORE").is_some() {
-        cmd.args(["--config", r#"target.aarch64-unknown-none.rustflags=["--cfg","bp_no_core"]"#]);
+        cmd.args([
+            "--config",
+            r#"target.aarch64-unknown-none.rustflags=["--cfg","bp_no_core"]"#,
+        ]);
     }
     let status = cmd.status().context("running cargo build")?;
     if !status.success() {
         bail!("building the image failed");
     }
     let profile = if release { "release" } else { "debug" };
-    let elf = root.join("target/aarch64-unknown-none").join(profile).join("backplane");
+    let elf = root
+        .join("target/aarch64-unknown-none")
+        .join(profile)
+        .join("backplane");
     let raw = elf.with_extension("bin");
     let status = Command::new(deps::llvm_tool("llvm-objcopy")?)
         .args(["-O", "binary"])
@@ -55,15 +67,28 @@ pub struct Sizes {
 /// Reads the sizes: text (code + read-only data), data, bss (zeroed data and
 /// stacks), and the raw file.
 pub fn sizes(img: &Image) -> Result<Sizes> {
-    let out = Command::new(deps::llvm_tool("llvm-size")?).arg("-A").arg(&img.elf).output()?;
+    let out = Command::new(deps::llvm_tool("llvm-size")?)
+        .arg("-A")
+        .arg(&img.elf)
+        .output()?;
     let text = String::from_utf8(out.stdout)?;
-    let mut s = Sizes { text: 0, data: 0, bss: 0, raw: std::fs::metadata(&img.raw)?.len() };
+    let mut s = Sizes {
+        text: 0,
+        data: 0,
+        bss: 0,
+        raw: std::fs::metadata(&img.raw)?.len(),
+    };
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        let (Some(name), Some(size)) = (it.next(), it.next()) else { continue };
-        let Ok(size) = size.parse::<u64>() else { continue };
+        let (Some(name), Some(size)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(size) = size.parse::<u64>() else {
+            continue;
+        };
         match name {
-            ".text" | ".rodata" | ".eh_frame" | ".data.rel.ro" | ".got" | ".dynamic" | ".rela.dyn" => s.text += size,
+            ".text" | ".rodata" | ".eh_frame" | ".data.rel.ro" | ".got" | ".dynamic"
+            | ".rela.dyn" => s.text += size,
             ".data" => s.data += size,
             ".bss" => s.bss += size,
             _ => {}
@@ -77,7 +102,9 @@ pub fn sizes(img: &Image) -> Result<Sizes> {
 }
 
 fn symbol(img: &Image, name: &str) -> Result<u64> {
-    let out = Command::new(deps::llvm_tool("llvm-nm")?).arg(&img.elf).output()?;
+    let out = Command::new(deps::llvm_tool("llvm-nm")?)
+        .arg(&img.elf)
+        .output()?;
     for line in String::from_utf8(out.stdout)?.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
         if parts.len() == 3 && parts[2] == name {

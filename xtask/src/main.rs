@@ -82,7 +82,10 @@ fn wants(only: &[String], group: &str) -> bool {
 }
 
 fn cargo(args: &[&str]) -> Result<harness::Outcome> {
-    let status = Command::new("cargo").current_dir(project_root()).args(args).status()?;
+    let status = Command::new("cargo")
+        .current_dir(project_root())
+        .args(args)
+        .status()?;
     Ok(if status.success() {
         harness::Outcome::Pass
     } else {
@@ -93,16 +96,36 @@ fn cargo(args: &[&str]) -> Result<harness::Outcome> {
 fn test(only: &[String]) -> Result<bool> {
     let mut h = harness::Harness::default();
     if wants(only, "host") {
-        h.check("host::cargo_test", || cargo(&["test", "--workspace", "--quiet"]));
+        h.check("host::cargo_test", || {
+            cargo(&["test", "--workspace", "--quiet"])
+        });
     }
     if wants(only, "lint") {
         deps::ensure_rust_target()?;
         h.check("lint::fmt", || cargo(&["fmt", "--all", "--check"]));
         h.check("lint::clippy_host", || {
-            cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ])
         });
         h.check("lint::clippy_image", || {
-            cargo(&["clippy", "--target", "aarch64-unknown-none", "--bin", "backplane", "--quiet", "--", "-D", "warnings"])
+            cargo(&[
+                "clippy",
+                "--target",
+                "aarch64-unknown-none",
+                "--bin",
+                "backplane",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ])
         });
     }
     if wants(only, "boot") {

@@ -23,7 +23,10 @@ impl RunOutput {
 
     /// The first line containing `needle`.
     pub fn line(&self, needle: &str) -> Option<&str> {
-        self.lines.iter().find(|l| l.contains(needle)).map(|s| s.as_str())
+        self.lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .map(|s| s.as_str())
     }
 
     /// The last `n` lines, for failure reports.
@@ -41,14 +44,25 @@ pub fn virt(gic: u8, el2: bool, mem: &str) -> Command {
         machine.push_str(",virtualization=on");
     }
     cmd.args(["-M", &machine, "-cpu", "cortex-a57", "-m", mem])
-        .args(["-nographic", "-no-reboot", "-nic", "none", "-monitor", "none", "-serial", "stdio"]);
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ]);
     cmd
 }
 
 /// Runs `cmd`, collecting stdout lines, killing it after `timeout`.
 /// With `echo`, lines are printed as they come.
 pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<RunOutput> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
     let start = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let (tx, rx) = mpsc::channel::<String>();
@@ -57,7 +71,9 @@ pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<RunOutput>
     let tx2 = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
-            let s = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            let s = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
             if tx.send(s).is_err() {
                 break;
             }
@@ -105,5 +121,9 @@ pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<RunOutput>
         }
     }
     let _ = child.wait();
-    Ok(RunOutput { lines, timed_out, elapsed: start.elapsed() })
+    Ok(RunOutput {
+        lines,
+        timed_out,
+        elapsed: start.elapsed(),
+    })
 }

@@ -67,7 +67,10 @@ extern "C" fn exception_entry(kind: u64, frame: &mut Frame) {
         frame.spsr
     );
     if (ec == 0x25 || ec == 0x24) && crate::arch::aarch64::mmu::is_guard_page(far) {
-        log::error!("backplane: fatal: stack overflow (guard page at {:#x})", far);
+        log::error!(
+            "backplane: fatal: stack overflow (guard page at {:#x})",
+            far
+        );
     }
     for (i, pair) in frame.x.chunks(2).enumerate() {
         match pair {

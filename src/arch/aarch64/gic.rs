@@ -9,7 +9,10 @@ pub enum GicKind {
     /// Distributor and CPU interface.
     V2 { dist: MmioRegion, cpu: MmioRegion },
     /// Distributor and the first redistributor (this CPU's).
-    V3 { dist: MmioRegion, redist: MmioRegion },
+    V3 {
+        dist: MmioRegion,
+        redist: MmioRegion,
+    },
 }
 
 static GIC: Once<GicKind> = Once::new();
@@ -151,7 +154,11 @@ pub fn dispatch() {
         if intid >= 1020 {
             return;
         }
-        let handler = HANDLERS.lock().iter().find(|(i, _)| *i == intid).map(|(_, h)| *h);
+        let handler = HANDLERS
+            .lock()
+            .iter()
+            .find(|(i, _)| *i == intid)
+            .map(|(_, h)| *h);
         match handler {
             Some(h) => h(),
             None => log::warn!("gic: interrupt {intid} has no handler"),
@@ -160,7 +167,9 @@ pub fn dispatch() {
             GicKind::V2 { cpu, .. } => cpu.write32(GICC_EOIR, intid),
             GicKind::V3 { .. } => {
                 // SAFETY: writing ICC_EOIR1_EL1 ends the interrupt we took.
-                unsafe { asm!("msr S3_0_C12_C12_1, {}", "isb", in(reg) intid as u64, options(nostack)) };
+                unsafe {
+                    asm!("msr S3_0_C12_C12_1, {}", "isb", in(reg) intid as u64, options(nostack))
+                };
             }
         }
     }

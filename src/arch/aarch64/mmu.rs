@@ -86,7 +86,14 @@ impl Pool {
     }
 
     /// Maps `[va, va+size)` identically with `attr` below table `t` at `level`.
-    fn map(&mut self, t: usize, level: u32, va: u64, size: u64, attr: Attr) -> Result<(), MapError> {
+    fn map(
+        &mut self,
+        t: usize,
+        level: u32,
+        va: u64,
+        size: u64,
+        attr: Attr,
+    ) -> Result<(), MapError> {
         let shift = 39 - 9 * level;
         let block = 1u64 << shift;
         let mut addr = va;
@@ -144,7 +151,15 @@ impl Pool {
 fn tlb_flush() {
     // SAFETY: TLB maintenance has no memory-safety effect; the barriers make
     // the table writes visible to the walker first.
-    unsafe { asm!("dsb ishst", "tlbi vmalle1", "dsb ish", "isb", options(nostack)) };
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalle1",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
 }
 
 unsafe extern "C" {

@@ -270,7 +270,11 @@ pub struct DmOp {
 impl DmOp {
     /// Builds an op whose union holds `sub` (zero-filled after it).
     pub fn new<T: IntoBytes + Immutable>(op: u32, sub: &T) -> Self {
-        let mut me = DmOp { op, pad: 0, u: [0; 24] };
+        let mut me = DmOp {
+            op,
+            pad: 0,
+            u: [0; 24],
+        };
         let bytes = sub.as_bytes();
         me.u[..bytes.len()].copy_from_slice(bytes);
         me
@@ -594,7 +598,11 @@ mod tests {
     fn dm_op_union_round_trip() {
         let op = DmOp::new(
             dmop::CREATE_IOREQ_SERVER,
-            &DmCreateIoreqServer { handle_bufioreq: 0, pad: [0; 3], id: 0 },
+            &DmCreateIoreqServer {
+                handle_bufioreq: 0,
+                pad: [0; 3],
+                id: 0,
+            },
         );
         let mut bytes = op.as_bytes().to_vec();
         assert_eq!(&bytes[0..4], &1u32.to_le_bytes());
@@ -605,7 +613,13 @@ mod tests {
 
         let r = DmOp::new(
             dmop::MAP_IO_RANGE,
-            &DmIoRange { id: 3, pad: 0, kind: 1, start: 0x200_0000, end: 0x200_01ff },
+            &DmIoRange {
+                id: 3,
+                pad: 0,
+                kind: 1,
+                start: 0x200_0000,
+                end: 0x200_01ff,
+            },
         );
         let b = r.as_bytes();
         assert_eq!(&b[8..10], &3u16.to_le_bytes());
@@ -624,7 +638,10 @@ mod tests {
         assert_eq!(offset_of!(Ioreq, pad0), 28);
         assert_eq!(offset_of!(Ioreq, flags), 30);
         assert_eq!(offset_of!(Ioreq, kind), 31);
-        assert_eq!(ioreq::SLOTS_PER_PAGE * size_of::<Ioreq>(), PAGE_SIZE as usize);
+        assert_eq!(
+            ioreq::SLOTS_PER_PAGE * size_of::<Ioreq>(),
+            PAGE_SIZE as usize
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ impl XenError {
 
     /// Turns a raw hypercall result into `Ok(value)` (>= 0) or the error.
     pub fn check(ret: i64) -> Result<u64, XenError> {
-        if ret < 0 { Err(XenError(ret)) } else { Ok(ret as u64) }
+        if ret < 0 {
+            Err(XenError(ret))
+        } else {
+            Ok(ret as u64)
+        }
     }
 
     /// The errno's symbolic name, or `"E?"` for one this table does not know.

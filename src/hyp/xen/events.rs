@@ -47,7 +47,11 @@ impl<H: XenOps> Events<H> {
 
     /// Events using the legacy vcpu_info slot inside shared_info (vCPU 0 only).
     pub fn with_legacy_vcpu_info(hv: H, shared: &'static SharedInfoLive) -> Self {
-        Events { hv, shared, vcpu: &shared.vcpu_info[0] }
+        Events {
+            hv,
+            shared,
+            vcpu: &shared.vcpu_info[0],
+        }
     }
 
     /// Cheap check for the service loop: did Xen flag an upcall since the last demux?
@@ -99,7 +103,9 @@ impl<H: XenOps> Events<H> {
     /// True if `port` is pending (whether or not masked).
     pub fn is_pending(&self, port: u32) -> bool {
         port < NR_PORTS
-            && self.shared.pending[(port / 64) as usize].load(Ordering::Relaxed) & (1 << (port % 64)) != 0
+            && self.shared.pending[(port / 64) as usize].load(Ordering::Relaxed)
+                & (1 << (port % 64))
+                != 0
     }
 
     /// Binds `remote_dom`'s unbound `remote_port` to a new local port.
@@ -148,7 +154,8 @@ impl Events<super::hypercall::Hvc> {
         // SAFETY: Xen now backs the page with shared_info, mapped Normal WB at IPA == VA; all
         // fields are atomics, so Xen's concurrent updates are not data races; it stays mapped
         // for the rest of the program.
-        let shared: &'static SharedInfoLive = unsafe { &*((shared_gfn << PAGE_SHIFT) as *const SharedInfoLive) };
+        let shared: &'static SharedInfoLive =
+            unsafe { &*((shared_gfn << PAGE_SHIFT) as *const SharedInfoLive) };
         let vcpu: &'static VcpuInfoLive = &VCPU_INFO.0;
         let addr = vcpu as *const VcpuInfoLive as u64;
         // SAFETY: VCPU_INFO is a static in our RAM that only Xen writes (through atomics we
@@ -180,11 +187,26 @@ mod tests {
     #[test]
     fn layouts_match_the_abi() {
         assert_eq!(size_of::<VcpuInfoLive>(), size_of::<abi::VcpuInfo>());
-        assert_eq!(offset_of!(VcpuInfoLive, pending_sel), offset_of!(abi::VcpuInfo, evtchn_pending_sel));
-        assert_eq!(offset_of!(VcpuInfoLive, time), offset_of!(abi::VcpuInfo, time));
-        assert_eq!(offset_of!(SharedInfoLive, pending), offset_of!(abi::SharedInfo, evtchn_pending));
-        assert_eq!(offset_of!(SharedInfoLive, mask), offset_of!(abi::SharedInfo, evtchn_mask));
-        assert_eq!(offset_of!(SharedInfoLive, wc), offset_of!(abi::SharedInfo, wc_version));
+        assert_eq!(
+            offset_of!(VcpuInfoLive, pending_sel),
+            offset_of!(abi::VcpuInfo, evtchn_pending_sel)
+        );
+        assert_eq!(
+            offset_of!(VcpuInfoLive, time),
+            offset_of!(abi::VcpuInfo, time)
+        );
+        assert_eq!(
+            offset_of!(SharedInfoLive, pending),
+            offset_of!(abi::SharedInfo, evtchn_pending)
+        );
+        assert_eq!(
+            offset_of!(SharedInfoLive, mask),
+            offset_of!(abi::SharedInfo, evtchn_mask)
+        );
+        assert_eq!(
+            offset_of!(SharedInfoLive, wc),
+            offset_of!(abi::SharedInfo, wc_version)
+        );
         assert_eq!(size_of::<SharedInfoLive>(), size_of::<abi::SharedInfo>());
     }
 

@@ -75,13 +75,27 @@ mod image {
     /// `CONSOLEIO_write`: writes `bytes` to Xen's console; returns the count written.
     pub fn console_write(bytes: &[u8]) -> Result<u64, XenError> {
         // SAFETY: Xen reads `len` bytes from a valid slice.
-        unsafe { hcall(nr::CONSOLE_IO, consoleio::WRITE, bytes.len() as u64, bytes.as_ptr() as u64) }
+        unsafe {
+            hcall(
+                nr::CONSOLE_IO,
+                consoleio::WRITE,
+                bytes.len() as u64,
+                bytes.as_ptr() as u64,
+            )
+        }
     }
 
     /// `CONSOLEIO_read`: reads pending console input into `buf`; returns the count read.
     pub fn console_read(buf: &mut [u8]) -> Result<u64, XenError> {
         // SAFETY: Xen writes at most `len` bytes into a valid, exclusively borrowed slice.
-        unsafe { hcall(nr::CONSOLE_IO, consoleio::READ, buf.len() as u64, buf.as_mut_ptr() as u64) }
+        unsafe {
+            hcall(
+                nr::CONSOLE_IO,
+                consoleio::READ,
+                buf.len() as u64,
+                buf.as_mut_ptr() as u64,
+            )
+        }
     }
 
     /// `XENVER_version`: returns `(major, minor)`.
@@ -123,9 +137,21 @@ mod image {
     /// The 48 bytes at `gfn << 12 | offset` must be dom0 memory reserved for Xen to write
     /// for as long as the domain lives, and must not cross a page boundary.
     pub unsafe fn register_vcpu_info(vcpu: u32, gfn: u64, offset: u32) -> Result<(), XenError> {
-        let arg = VcpuRegisterVcpuInfo { mfn: gfn, offset, rsvd: 0 };
+        let arg = VcpuRegisterVcpuInfo {
+            mfn: gfn,
+            offset,
+            rsvd: 0,
+        };
         // SAFETY: the argument is valid; the target memory is the caller's promise.
-        unsafe { hcall(nr::VCPU_OP, vcpuop::REGISTER_VCPU_INFO, vcpu as u64, ptr(&arg)) }.map(drop)
+        unsafe {
+            hcall(
+                nr::VCPU_OP,
+                vcpuop::REGISTER_VCPU_INFO,
+                vcpu as u64,
+                ptr(&arg),
+            )
+        }
+        .map(drop)
     }
 
     // ----- memory_op ------------------------------------------------------------------
@@ -135,7 +161,13 @@ mod image {
     /// # Safety
     /// `gpfn` must be unused IPA space (an extended region), not RAM in use.
     pub unsafe fn add_to_physmap(space: u16, idx: u64, gpfn: u64) -> Result<(), XenError> {
-        let arg = AddToPhysmap { domid: DOMID_SELF, size: 0, space: space as u32, idx, gpfn };
+        let arg = AddToPhysmap {
+            domid: DOMID_SELF,
+            size: 0,
+            space: space as u32,
+            idx,
+            gpfn,
+        };
         // SAFETY: argument valid; `gpfn` is the caller's promise.
         unsafe { hcall(nr::MEMORY_OP, xenmem::ADD_TO_PHYSMAP, ptr(&arg), 0) }.map(drop)
     }
@@ -174,7 +206,11 @@ mod image {
     /// # Safety
     /// `gpfn` must be a foreign/grant/shared-info/ioreq mapping we made and no longer use.
     pub unsafe fn remove_from_physmap(gpfn: u64) -> Result<(), XenError> {
-        let arg = RemoveFromPhysmap { domid: DOMID_SELF, pad: [0; 6], gpfn };
+        let arg = RemoveFromPhysmap {
+            domid: DOMID_SELF,
+            pad: [0; 6],
+            gpfn,
+        };
         // SAFETY: argument valid; `gpfn` is the caller's promise.
         unsafe { hcall(nr::MEMORY_OP, xenmem::REMOVE_FROM_PHYSMAP, ptr(&arg), 0) }.map(drop)
     }
@@ -213,21 +249,34 @@ mod image {
 
     /// `EVTCHNOP_bind_interdomain`: returns our local port.
     pub fn evtchn_bind_interdomain(remote_dom: u16, remote_port: u32) -> Result<u32, XenError> {
-        let mut a = EvtchnBindInterdomain { remote_dom, pad: 0, remote_port, local_port: 0 };
+        let mut a = EvtchnBindInterdomain {
+            remote_dom,
+            pad: 0,
+            remote_port,
+            local_port: 0,
+        };
         evtchn(evtchnop::BIND_INTERDOMAIN, &mut a)?;
         Ok(a.local_port)
     }
 
     /// `EVTCHNOP_bind_virq` on `vcpu`: returns our port.
     pub fn evtchn_bind_virq(virq: u32, vcpu: u32) -> Result<u32, XenError> {
-        let mut a = EvtchnBindVirq { virq, vcpu, port: 0 };
+        let mut a = EvtchnBindVirq {
+            virq,
+            vcpu,
+            port: 0,
+        };
         evtchn(evtchnop::BIND_VIRQ, &mut a)?;
         Ok(a.port)
     }
 
     /// `EVTCHNOP_alloc_unbound`: a new port of ours that `remote_dom` may bind.
     pub fn evtchn_alloc_unbound(remote_dom: u16) -> Result<u32, XenError> {
-        let mut a = EvtchnAllocUnbound { dom: DOMID_SELF, remote_dom, port: 0 };
+        let mut a = EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom,
+            port: 0,
+        };
         evtchn(evtchnop::ALLOC_UNBOUND, &mut a)?;
         Ok(a.port)
     }
@@ -271,7 +320,10 @@ mod image {
 
     /// `HYPERVISOR_dm_op(domid, 1, &buf)` with one `xen_dm_op`; OUT fields land in `op`.
     pub fn dm_op(domid: u16, op: &mut DmOp) -> Result<(), XenError> {
-        let buf = DmOpBuf { h: ptr_mut(op), size: core::mem::size_of::<DmOp>() as u64 };
+        let buf = DmOpBuf {
+            h: ptr_mut(op),
+            size: core::mem::size_of::<DmOp>() as u64,
+        };
         // SAFETY: Xen reads the buffer descriptor and reads/writes the 32-byte op it names.
         unsafe { hcall(nr::DM_OP, domid as u64, 1, ptr(&buf)) }.map(drop)
     }
@@ -295,7 +347,12 @@ mod image {
             // SAFETY: forwarded from the caller.
             unsafe { remove_from_physmap(gpfn) }
         }
-        unsafe fn acquire_ioreq_page(&self, domid: u16, id: u16, gpfn: u64) -> Result<(), XenError> {
+        unsafe fn acquire_ioreq_page(
+            &self,
+            domid: u16,
+            id: u16,
+            gpfn: u64,
+        ) -> Result<(), XenError> {
             // SAFETY: forwarded from the caller.
             unsafe {
                 acquire_resource(
@@ -315,7 +372,11 @@ mod image {
             // SAFETY: forwarded from the caller.
             unsafe { unmap_grant_ref(op) }
         }
-        fn evtchn_bind_interdomain(&self, remote_dom: u16, remote_port: u32) -> Result<u32, XenError> {
+        fn evtchn_bind_interdomain(
+            &self,
+            remote_dom: u16,
+            remote_port: u32,
+        ) -> Result<u32, XenError> {
             evtchn_bind_interdomain(remote_dom, remote_port)
         }
         fn evtchn_send(&self, port: u32) -> Result<(), XenError> {

@@ -89,7 +89,11 @@ impl IoreqSlot {
             addr: self.addr.load(Ordering::Relaxed),
             size: size as u8,
             write,
-            data: if write { self.data.load(Ordering::Relaxed) } else { 0 },
+            data: if write {
+                self.data.load(Ordering::Relaxed)
+            } else {
+                0
+            },
         }))
     }
 
@@ -101,14 +105,20 @@ impl IoreqSlot {
         }
         fence(Ordering::Release);
         let flags = self.flags.load(Ordering::Relaxed);
-        self.flags
-            .store((flags & !st::STATE_MASK) | st::STATE_IORESP_READY, Ordering::Release);
+        self.flags.store(
+            (flags & !st::STATE_MASK) | st::STATE_IORESP_READY,
+            Ordering::Release,
+        );
     }
 }
 
 /// Masks `v` to `size` bytes.
 fn mask(v: u64, size: u8) -> u64 {
-    if size >= 8 { v } else { v & ((1u64 << (size as u32 * 8)) - 1) }
+    if size >= 8 {
+        v
+    } else {
+        v & ((1u64 << (size as u32 * 8)) - 1)
+    }
 }
 
 /// Answers every READY slot among the first `ports.len()` slots of `page`, calling `handler`
@@ -122,14 +132,18 @@ pub fn serve_page(
 ) -> usize {
     let mut served = 0;
     for (vcpu, (slot, &port)) in page.slots.iter().zip(ports).enumerate() {
-        let Some(req) = slot.take(vcpu as u32) else { continue };
+        let Some(req) = slot.take(vcpu as u32) else {
+            continue;
+        };
         match req {
             Ok(acc) => {
                 let v = handler(acc);
                 slot.respond((!acc.write).then(|| mask(v, acc.size)));
             }
             Err(kind) => {
-                log::warn!("xen: vcpu {vcpu}: unsupported ioreq type {kind}; answered with all-ones");
+                log::warn!(
+                    "xen: vcpu {vcpu}: unsupported ioreq type {kind}; answered with all-ones"
+                );
                 slot.respond(Some(!0));
             }
         }
@@ -139,7 +153,8 @@ pub fn serve_page(
     served
 }
 
-/// A registered IOREQ server for one guest domain.
+/// A registered IOREQ server for one guest domain. Dropping it tears it down like
+/// [`IoreqServer::destroy`] (errors are logged).
 pub struct IoreqServer<H: XenOps> {
     hv: H,
     domid: u16,
@@ -147,6 +162,8 @@ pub struct IoreqServer<H: XenOps> {
     page: NonNull<IoreqPage>,
     page_gfn: u64,
     page_acquired: bool,
+    /// False once destroyed (so `Drop` does not destroy twice).
+    live: bool,
     windows: heapless::Vec<(u64, u64), MAX_WINDOWS>,
     mapped: usize,
     enabled: bool,
@@ -178,7 +195,8 @@ impl<H: XenOps> IoreqServer<H> {
             w.push((base, size)).map_err(|_| XenError::E2BIG)?;
         }
         let id = hv.create_ioreq_server(domid)?;
-        let page = NonNull::new((page_gfn << PAGE_SHIFT) as *mut IoreqPage).ok_or(XenError::EINVAL)?;
+        let page =
+            NonNull::new((page_gfn << PAGE_SHIFT) as *mut IoreqPage).ok_or(XenError::EINVAL)?;
         let mut me = IoreqServer {
             hv,
             domid,
@@ -186,6 +204,7 @@ impl<H: XenOps> IoreqServer<H> {
             page,
             page_gfn,
             page_acquired: false,
+            live: true,
             windows: w,
             mapped: 0,
             enabled: false,
@@ -193,7 +212,7 @@ impl<H: XenOps> IoreqServer<H> {
         };
         if let Err(e) = me.setup() {
             log::error!("xen: dom{domid}: ioreq server set-up failed: {e}");
-            me.teardown();
+            let _ = me.teardown();
             return Err(e);
         }
         Ok(me)
@@ -202,11 +221,15 @@ impl<H: XenOps> IoreqServer<H> {
     fn setup(&mut self) -> Result<(), XenError> {
         // 1. The page before enabling, or Xen never writes vp_eport (xen.md §5).
         // SAFETY: `page_gfn` is unused extended-region space, the promise of `create`'s caller.
-        unsafe { self.hv.acquire_ioreq_page(self.domid, self.id, self.page_gfn) }?;
+        unsafe {
+            self.hv
+                .acquire_ioreq_page(self.domid, self.id, self.page_gfn)
+        }?;
         self.page_acquired = true;
         // 2. The MMIO windows (end inclusive).
         for &(base, size) in &self.windows {
-            self.hv.map_io_range(self.domid, self.id, base, base + (size - 1))?;
+            self.hv
+                .map_io_range(self.domid, self.id, base, base + (size - 1))?;
             self.mapped += 1;
         }
         // 3. Enable: Xen writes each vCPU's vp_eport.
@@ -215,13 +238,19 @@ impl<H: XenOps> IoreqServer<H> {
         // 4. Bind every vCPU's port.
         let n = self.hv.nr_vcpus(self.domid)? as usize;
         if n > MAX_VCPUS {
-            log::error!("xen: dom{}: {n} vCPUs, this adapter binds at most {MAX_VCPUS}", self.domid);
+            log::error!(
+                "xen: dom{}: {n} vCPUs, this adapter binds at most {MAX_VCPUS}",
+                self.domid
+            );
             return Err(XenError::E2BIG);
         }
         for vcpu in 0..n {
             let remote = self.page().slots[vcpu].vp_eport();
             if remote == 0 {
-                log::error!("xen: dom{}: vcpu {vcpu} has no ioreq event channel", self.domid);
+                log::error!(
+                    "xen: dom{}: vcpu {vcpu} has no ioreq event channel",
+                    self.domid
+                );
                 return Err(XenError::ENOENT);
             }
             let local = self.hv.evtchn_bind_interdomain(self.domid, remote)?;
@@ -233,6 +262,10 @@ impl<H: XenOps> IoreqServer<H> {
 
     /// Undoes whatever set-up reached, in reverse; returns the first error.
     fn teardown(&mut self) -> Result<(), XenError> {
+        if !self.live {
+            return Ok(());
+        }
+        self.live = false;
         let mut first = Ok(());
         let mut note = |r: Result<(), XenError>| {
             if let Err(e) = r {
@@ -250,7 +283,10 @@ impl<H: XenOps> IoreqServer<H> {
             self.enabled = false;
         }
         for &(base, size) in &self.windows[..self.mapped] {
-            note(self.hv.unmap_io_range(self.domid, self.id, base, base + (size - 1)));
+            note(
+                self.hv
+                    .unmap_io_range(self.domid, self.id, base, base + (size - 1)),
+            );
         }
         self.mapped = 0;
         if self.page_acquired {
@@ -269,6 +305,7 @@ impl<H: XenOps> IoreqServer<H> {
     }
 
     fn page(&self) -> &IoreqPage {
+        debug_assert!(self.live);
         // SAFETY: `page` points at the ioreq page installed by acquire_resource at an
         // identity-mapped Normal WB IPA (the promise of `create`), which stays mapped until
         // `teardown`, which takes `&mut self`. All fields are atomics, so Xen's concurrent
@@ -320,6 +357,12 @@ impl<H: XenOps> IoreqServer<H> {
     }
 }
 
+impl<H: XenOps> Drop for IoreqServer<H> {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::abi::{self, dmop};
@@ -341,7 +384,8 @@ mod tests {
         slot.size.store(size, Ordering::Relaxed);
         slot.kind.store(st::TYPE_COPY, Ordering::Relaxed);
         let dir = if read { st::DIR_READ } else { 0 };
-        slot.flags.store(high_bits | dir | st::STATE_IOREQ_READY, Ordering::Release);
+        slot.flags
+            .store(high_bits | dir | st::STATE_IOREQ_READY, Ordering::Release);
     }
 
     #[test]
@@ -350,7 +394,10 @@ mod tests {
         assert_eq!(offset_of!(IoreqSlot, data), offset_of!(abi::Ioreq, data));
         assert_eq!(offset_of!(IoreqSlot, count), offset_of!(abi::Ioreq, count));
         assert_eq!(offset_of!(IoreqSlot, size), offset_of!(abi::Ioreq, size));
-        assert_eq!(offset_of!(IoreqSlot, vp_eport), offset_of!(abi::Ioreq, vp_eport));
+        assert_eq!(
+            offset_of!(IoreqSlot, vp_eport),
+            offset_of!(abi::Ioreq, vp_eport)
+        );
         assert_eq!(offset_of!(IoreqSlot, pad0), offset_of!(abi::Ioreq, pad0));
         assert_eq!(offset_of!(IoreqSlot, flags), 30);
         assert_eq!(offset_of!(IoreqSlot, kind), 31);
@@ -378,14 +425,29 @@ mod tests {
         assert_eq!(
             seen,
             [
-                MmioAccess { vcpu: 0, addr: 0x0200_0000, size: 4, write: false, data: 0 },
-                MmioAccess { vcpu: 2, addr: 0x0200_0050, size: 2, write: true, data: 0x1234 },
+                MmioAccess {
+                    vcpu: 0,
+                    addr: 0x0200_0000,
+                    size: 4,
+                    write: false,
+                    data: 0
+                },
+                MmioAccess {
+                    vcpu: 2,
+                    addr: 0x0200_0050,
+                    size: 2,
+                    write: true,
+                    data: 0x1234
+                },
             ]
         );
         assert_eq!(sent, [7, 9]);
         assert_eq!(page.slots[0].data.load(Ordering::Relaxed), 0x7473_6976);
         assert_eq!(page.slots[0].state(), st::STATE_IORESP_READY);
-        assert_eq!(page.slots[0].flags.load(Ordering::Relaxed), st::DIR_READ | 3);
+        assert_eq!(
+            page.slots[0].flags.load(Ordering::Relaxed),
+            st::DIR_READ | 3
+        );
         // A write keeps its data and the high bits of byte 30.
         assert_eq!(page.slots[2].data.load(Ordering::Relaxed), 0x1234);
         assert_eq!(page.slots[2].flags.load(Ordering::Relaxed), (1 << 6) | 3);
@@ -402,7 +464,15 @@ mod tests {
         post(&page.slots[1], 0x1000, 3, true, 0, 0); // odd size
         let mut called = false;
         let mut sent = Vec::new();
-        let n = serve_page(&page, &[1, 2], &mut |_| { called = true; 0 }, &mut |p| sent.push(p));
+        let n = serve_page(
+            &page,
+            &[1, 2],
+            &mut |_| {
+                called = true;
+                0
+            },
+            &mut |p| sent.push(p),
+        );
         assert_eq!(n, 2);
         assert!(!called);
         assert_eq!(sent, [1, 2]);
@@ -416,7 +486,8 @@ mod tests {
         let gfn = (&*page as *const IoreqPage as u64) >> 12;
         let hv = FakeXen::new(2);
         // SAFETY: the "IPA" is our own host page (IPA == VA in the image).
-        let mut s = unsafe { IoreqServer::create(hv.clone(), 1, gfn, &[(0x0200_0000, 0x200)]) }.unwrap();
+        let mut s =
+            unsafe { IoreqServer::create(hv.clone(), 1, gfn, &[(0x0200_0000, 0x200)]) }.unwrap();
         let calls = hv.calls();
         let ops: Vec<_> = calls
             .iter()
@@ -427,9 +498,22 @@ mod tests {
                 other => alloc::format!("{other:?}"),
             })
             .collect();
-        assert_eq!(ops, ["dm1", "acquire", "dm3", "dm5", "dm20", "bind1:100", "bind1:101"]);
+        assert_eq!(
+            ops,
+            [
+                "dm1",
+                "acquire",
+                "dm3",
+                "dm5",
+                "dm20",
+                "bind1:100",
+                "bind1:101"
+            ]
+        );
         // The range is memory type with an inclusive end.
-        let Call::Dm(1, dmop::MAP_IO_RANGE, u) = calls[2] else { panic!() };
+        let Call::Dm(1, dmop::MAP_IO_RANGE, u) = calls[2] else {
+            panic!()
+        };
         assert_eq!(&u[4..8], &1u32.to_le_bytes());
         assert_eq!(&u[16..24], &0x0200_01ffu64.to_le_bytes());
         assert_eq!(s.ports(), [10, 11]);
@@ -443,7 +527,9 @@ mod tests {
 
         hv.clear();
         s.inject(33).unwrap();
-        let Call::Dm(1, dmop::SET_IRQ_LEVEL, u) = hv.calls()[0] else { panic!() };
+        let Call::Dm(1, dmop::SET_IRQ_LEVEL, u) = hv.calls()[0] else {
+            panic!()
+        };
         assert_eq!((&u[0..4], u[4]), (&33u32.to_le_bytes()[..], 1));
 
         hv.clear();
@@ -454,7 +540,21 @@ mod tests {
         assert!(matches!(calls[2], Call::Dm(1, dmop::SET_IOREQ_SERVER_STATE, u) if u[2] == 0));
         assert!(matches!(calls[3], Call::Dm(1, dmop::UNMAP_IO_RANGE, _)));
         assert_eq!(calls[4], Call::Remove(gfn));
-        assert!(matches!(calls[5], Call::Dm(1, dmop::DESTROY_IOREQ_SERVER, _)));
+        assert!(matches!(
+            calls[5],
+            Call::Dm(1, dmop::DESTROY_IOREQ_SERVER, _)
+        ));
+        assert_eq!(calls.len(), 6); // dropping after destroy does nothing more
+
+        // Dropping a live server tears it down too.
+        // SAFETY: as above.
+        let s = unsafe { IoreqServer::create(hv.clone(), 1, gfn, &[]) }.unwrap();
+        hv.clear();
+        drop(s);
+        assert!(matches!(
+            hv.calls().last(),
+            Some(Call::Dm(1, dmop::DESTROY_IOREQ_SERVER, _))
+        ));
     }
 
     #[test]
@@ -478,9 +578,20 @@ mod tests {
         let r = unsafe { IoreqServer::create(hv.clone(), 1, gfn, &[(0x0200_0000, 0x200)]) };
         assert_eq!(r.err(), Some(XenError::ENOENT));
         let calls = hv.calls();
-        assert!(calls.iter().any(|c| matches!(c, Call::Dm(1, dmop::SET_IOREQ_SERVER_STATE, u) if u[2] == 0)));
-        assert!(calls.iter().any(|c| matches!(c, Call::Dm(1, dmop::UNMAP_IO_RANGE, _))));
+        assert!(
+            calls
+                .iter()
+                .any(|c| matches!(c, Call::Dm(1, dmop::SET_IOREQ_SERVER_STATE, u) if u[2] == 0))
+        );
+        assert!(
+            calls
+                .iter()
+                .any(|c| matches!(c, Call::Dm(1, dmop::UNMAP_IO_RANGE, _)))
+        );
         assert!(calls.contains(&Call::Remove(gfn)));
-        assert!(matches!(calls.last(), Some(Call::Dm(1, dmop::DESTROY_IOREQ_SERVER, _))));
+        assert!(matches!(
+            calls.last(),
+            Some(Call::Dm(1, dmop::DESTROY_IOREQ_SERVER, _))
+        ));
     }
 }

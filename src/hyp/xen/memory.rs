@@ -99,7 +99,7 @@ impl<H: XenOps> XenGuestMemory<H> {
         grant_window: u64,
         grant_pages: usize,
     ) -> Result<Self, XenError> {
-        let page_aligned = |a: u64| a % PAGE_SIZE == 0;
+        let page_aligned = |a: u64| a.is_multiple_of(PAGE_SIZE);
         if chunks == 0
             || chunks > MAX_CHUNKS
             || grant_pages > MAX_GRANT_PAGES
@@ -114,9 +114,13 @@ impl<H: XenOps> XenGuestMemory<H> {
             b.push((base, size)).map_err(|_| XenError::E2BIG)?;
         }
         let mut slots = heapless::Vec::new();
-        slots.resize(chunks, ChunkSlot::default()).map_err(|_| XenError::E2BIG)?;
+        slots
+            .resize(chunks, ChunkSlot::default())
+            .map_err(|_| XenError::E2BIG)?;
         let mut grants = heapless::Vec::new();
-        grants.resize(grant_pages, GrantSlot::default()).map_err(|_| XenError::E2BIG)?;
+        grants
+            .resize(grant_pages, GrantSlot::default())
+            .map_err(|_| XenError::E2BIG)?;
         Ok(XenGuestMemory {
             hv,
             domid,
@@ -213,7 +217,11 @@ impl<H: XenOps> XenGuestMemory<H> {
     }
 
     fn map_chunk(&mut self, i: usize, chunk: u64) -> Result<(), XenError> {
-        let mut slot = ChunkSlot { chunk: Some(chunk), referenced: true, ..Default::default() };
+        let mut slot = ChunkSlot {
+            chunk: Some(chunk),
+            referenced: true,
+            ..Default::default()
+        };
         let base_gfn = self.slot_ipa(i) >> PAGE_SHIFT;
         let first_gfn = chunk << (CHUNK_SHIFT - PAGE_SHIFT);
         let mut idxs = [0u64; BATCH];
@@ -242,7 +250,10 @@ impl<H: XenOps> XenGuestMemory<H> {
                 continue;
             }
             // SAFETY: the gpfns are in our reserved window, free (slot `i` was unmapped).
-            let r = unsafe { self.hv.add_to_physmap_batch(self.domid, &idxs[..n], &gpfns[..n], &mut errs[..n]) };
+            let r = unsafe {
+                self.hv
+                    .add_to_physmap_batch(self.domid, &idxs[..n], &gpfns[..n], &mut errs[..n])
+            };
             if let Err(e) = r {
                 last_err = Some(e);
             }
@@ -260,7 +271,11 @@ impl<H: XenOps> XenGuestMemory<H> {
             n = 0;
         }
         if let Some(e) = last_err {
-            log::warn!("xen: dom{}: foreign map of chunk {:#x}: {e}", self.domid, chunk << CHUNK_SHIFT);
+            log::warn!(
+                "xen: dom{}: foreign map of chunk {:#x}: {e}",
+                self.domid,
+                chunk << CHUNK_SHIFT
+            );
         }
         if !any {
             return Err(last_err.unwrap_or(XenError::EFAULT));
@@ -301,7 +316,11 @@ impl<H: XenOps> XenGuestMemory<H> {
             if !(first..=last).all(|p| self.slots[i].page_mapped(p)) {
                 return Err(oob);
             }
-            f((self.slot_ipa(i) + off) as *mut u8, done as usize, n as usize);
+            f(
+                (self.slot_ipa(i) + off) as *mut u8,
+                done as usize,
+                n as usize,
+            );
             done += n;
         }
         Ok(())
@@ -321,7 +340,11 @@ impl<H: XenOps> XenGuestMemory<H> {
         match unsafe { self.hv.unmap_grant_ref(&mut op) } {
             Err(e) => log::warn!("xen: dom{}: grant unmap: {e}", self.domid),
             Ok(()) if op.status != 0 => {
-                log::warn!("xen: dom{}: grant unmap: {}", self.domid, GrantStatus(op.status))
+                log::warn!(
+                    "xen: dom{}: grant unmap: {}",
+                    self.domid,
+                    GrantStatus(op.status)
+                )
             }
             Ok(()) => {}
         }
@@ -358,7 +381,8 @@ impl<H: XenOps> XenGuestMemory<H> {
             if readonly && write {
                 break;
             }
-            let flags = gnttab::GNTMAP_HOST_MAP | if readonly { gnttab::GNTMAP_READONLY } else { 0 };
+            let flags =
+                gnttab::GNTMAP_HOST_MAP | if readonly { gnttab::GNTMAP_READONLY } else { 0 };
             let mut op = super::abi::GnttabMapGrantRef {
                 host_addr,
                 flags,
@@ -370,14 +394,22 @@ impl<H: XenOps> XenGuestMemory<H> {
             let r = unsafe { self.hv.map_grant_ref(&mut op) };
             match r {
                 Ok(()) if op.status == 0 => {
-                    self.grants[i] =
-                        GrantSlot { gref: Some(gref), handle: op.handle, readonly, referenced: true };
+                    self.grants[i] = GrantSlot {
+                        gref: Some(gref),
+                        handle: op.handle,
+                        readonly,
+                        referenced: true,
+                    };
                     self.stats.grant_maps += 1;
                     return Ok(i);
                 }
                 // A read-only grant refuses a writable mapping: retry read-only for reads.
                 Ok(()) if op.status == -8 => continue,
-                Ok(()) => log::warn!("xen: dom{}: grant {gref}: {}", self.domid, GrantStatus(op.status)),
+                Ok(()) => log::warn!(
+                    "xen: dom{}: grant {gref}: {}",
+                    self.domid,
+                    GrantStatus(op.status)
+                ),
                 Err(e) => log::warn!("xen: dom{}: grant {gref}: {e}", self.domid),
             }
             break;
@@ -461,10 +493,18 @@ mod tests {
     fn window(chunks: usize, grant_pages: usize) -> (Vec<Page>, u64, u64) {
         let v = vec![Page([0; 4096]); chunks * PAGES_PER_CHUNK + grant_pages];
         let base = v.as_ptr() as u64;
-        (v, base, base + (chunks * PAGES_PER_CHUNK) as u64 * PAGE_SIZE)
+        (
+            v,
+            base,
+            base + (chunks * PAGES_PER_CHUNK) as u64 * PAGE_SIZE,
+        )
     }
 
-    fn mem(hv: &FakeXen, banks: &[(u64, u64)], chunks: usize) -> (Vec<Page>, XenGuestMemory<FakeXen>) {
+    fn mem(
+        hv: &FakeXen,
+        banks: &[(u64, u64)],
+        chunks: usize,
+    ) -> (Vec<Page>, XenGuestMemory<FakeXen>) {
         let (buf, w, g) = window(chunks, 4);
         // SAFETY: the window is our own host buffer, alive as long as the returned Vec (the
         // tests keep both alive together).
@@ -509,9 +549,18 @@ mod tests {
         let hv = FakeXen::new(1);
         let (_buf, mut m) = mem(&hv, &[(RAM, 0x30_1000)], 2);
         let mut b = [0u8; 16];
-        assert_eq!(m.read(0x1000, &mut b), Err(MemError::OutOfRange { addr: 0x1000, len: 16 }));
-        assert!(matches!(m.read(u64::MAX - 3 & !GRANT_ADDR_BIT, &mut b), Err(_)));
-        assert!(matches!(m.write(u64::MAX - 3, &b), Err(MemError::Overflow { .. })));
+        assert_eq!(
+            m.read(0x1000, &mut b),
+            Err(MemError::OutOfRange {
+                addr: 0x1000,
+                len: 16
+            })
+        );
+        assert!(m.read((u64::MAX - 3) & !GRANT_ADDR_BIT, &mut b).is_err());
+        assert!(matches!(
+            m.write(u64::MAX - 3, &b),
+            Err(MemError::Overflow { .. })
+        ));
         // The bank ends one page into the second chunk.
         assert!(m.read(RAM + 0x30_1000 - 16, &mut b).is_ok());
         assert!(m.read(RAM + 0x30_1000 - 8, &mut b).is_err());
@@ -547,11 +596,20 @@ mod tests {
         let removed: Vec<u64> = hv
             .calls()
             .into_iter()
-            .filter_map(|c| if let Call::Remove(g) = c { Some(g) } else { None })
+            .filter_map(|c| {
+                if let Call::Remove(g) = c {
+                    Some(g)
+                } else {
+                    None
+                }
+            })
             .collect();
         let slot0 = buf.as_ptr() as u64 >> 12;
         assert_eq!(removed, (slot0..slot0 + 512).collect::<Vec<_>>());
-        assert_eq!(b, core::array::from_fn(|i| pattern((RAM + (4 << 20)) >> 12, i)));
+        assert_eq!(
+            b,
+            core::array::from_fn(|i| pattern((RAM + (4 << 20)) >> 12, i))
+        );
         assert_eq!(m.stats().chunk_evictions, 1);
         // Chunk 1 (slot 1) lost its reference bit and goes next; chunk 2 stays.
         hv.clear();
@@ -590,18 +648,34 @@ mod tests {
         let addr = GRANT_ADDR_BIT | (5 << 12) | 0xffc;
         let mut b = [0u8; 8];
         m.read(addr, &mut b).unwrap();
-        assert_eq!(&b[..4], &core::array::from_fn::<u8, 4, _>(|i| pattern(5, 0xffc + i)));
-        assert_eq!(&b[4..], &core::array::from_fn::<u8, 4, _>(|i| pattern(6, i)));
-        let maps: Vec<_> = hv.calls().into_iter().filter(|c| matches!(c, Call::MapGrant(..))).collect();
+        assert_eq!(
+            &b[..4],
+            &core::array::from_fn::<u8, 4, _>(|i| pattern(5, 0xffc + i))
+        );
+        assert_eq!(
+            &b[4..],
+            &core::array::from_fn::<u8, 4, _>(|i| pattern(6, i))
+        );
+        let maps: Vec<_> = hv
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::MapGrant(..)))
+            .collect();
         assert_eq!(maps.len(), 2);
-        assert!(matches!(maps[0], Call::MapGrant(3, 5, _, gnttab::GNTMAP_HOST_MAP)));
+        assert!(matches!(
+            maps[0],
+            Call::MapGrant(3, 5, _, gnttab::GNTMAP_HOST_MAP)
+        ));
         // A bad ref is an error, not a fault.
         hv.0.borrow_mut().bad_gfns.push(9);
         assert!(m.read(GRANT_ADDR_BIT | (9 << 12), &mut b).is_err());
         hv.clear();
         m.release();
         assert_eq!(
-            hv.calls().iter().filter(|c| matches!(c, Call::UnmapGrant(_, h) if *h >= 1005)).count(),
+            hv.calls()
+                .iter()
+                .filter(|c| matches!(c, Call::UnmapGrant(_, h) if *h >= 1005))
+                .count(),
             2
         );
     }

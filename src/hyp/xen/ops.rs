@@ -67,7 +67,10 @@ pub trait XenOps {
 
     /// `XEN_DMOP_create_ioreq_server` with bufioreq off (the only choice on Arm): the new id.
     fn create_ioreq_server(&self, domid: u16) -> Result<u16, XenError> {
-        let mut op = DmOp::new(abi::dmop::CREATE_IOREQ_SERVER, &abi::DmCreateIoreqServer::default());
+        let mut op = DmOp::new(
+            abi::dmop::CREATE_IOREQ_SERVER,
+            &abi::DmCreateIoreqServer::default(),
+        );
         self.dm_op(domid, &mut op)?;
         Ok(op.sub::<abi::DmCreateIoreqServer>().id)
     }
@@ -98,7 +101,11 @@ pub trait XenOps {
 
     /// `XEN_DMOP_set_ioreq_server_state`.
     fn set_ioreq_server_state(&self, domid: u16, id: u16, enabled: bool) -> Result<(), XenError> {
-        let s = abi::DmSetIoreqServerState { id, enabled: enabled as u8, pad: 0 };
+        let s = abi::DmSetIoreqServerState {
+            id,
+            enabled: enabled as u8,
+            pad: 0,
+        };
         self.dm_op(domid, &mut DmOp::new(abi::dmop::SET_IOREQ_SERVER_STATE, &s))
     }
 
@@ -110,7 +117,11 @@ pub trait XenOps {
 
     /// `XEN_DMOP_set_irq_level` (Arm: level 1 injects the SPI once; level 0 is ignored).
     fn set_irq_level(&self, domid: u16, spi: u32, level: bool) -> Result<(), XenError> {
-        let l = abi::DmSetIrqLevel { irq: spi, level: level as u8, pad: [0; 3] };
+        let l = abi::DmSetIrqLevel {
+            irq: spi,
+            level: level as u8,
+            pad: [0; 3],
+        };
         self.dm_op(domid, &mut DmOp::new(abi::dmop::SET_IRQ_LEVEL, &l))
     }
 
@@ -241,7 +252,12 @@ pub mod fake {
             self.push(Call::Remove(gpfn));
             Ok(())
         }
-        unsafe fn acquire_ioreq_page(&self, domid: u16, id: u16, gpfn: u64) -> Result<(), XenError> {
+        unsafe fn acquire_ioreq_page(
+            &self,
+            domid: u16,
+            id: u16,
+            gpfn: u64,
+        ) -> Result<(), XenError> {
             self.push(Call::Acquire(domid, id, gpfn));
             self.0.borrow_mut().ioreq_gpfn = Some(gpfn);
             Ok(())
@@ -261,12 +277,19 @@ pub mod fake {
             op.handle = op.gref + 1000;
             Ok(())
         }
-        unsafe fn unmap_grant_ref(&self, op: &mut abi::GnttabUnmapGrantRef) -> Result<(), XenError> {
+        unsafe fn unmap_grant_ref(
+            &self,
+            op: &mut abi::GnttabUnmapGrantRef,
+        ) -> Result<(), XenError> {
             self.push(Call::UnmapGrant(op.host_addr, op.handle));
             op.status = 0;
             Ok(())
         }
-        fn evtchn_bind_interdomain(&self, remote_dom: u16, remote_port: u32) -> Result<u32, XenError> {
+        fn evtchn_bind_interdomain(
+            &self,
+            remote_dom: u16,
+            remote_port: u32,
+        ) -> Result<u32, XenError> {
             self.push(Call::Bind(remote_dom, remote_port));
             let mut s = self.0.borrow_mut();
             s.next_port += 1;

@@ -75,11 +75,7 @@ impl Chain {
     /// Appends a checked buffer: readable ones must precede writable ones, the
     /// total must stay below 2^32 bytes and the count within
     /// [`MAX_CHAIN_DESCS`]; the range must lie in guest memory.
-    pub(crate) fn push(
-        &mut self,
-        mem: &mut dyn GuestMemory,
-        desc: Desc,
-    ) -> Result<(), QueueError> {
+    pub(crate) fn push(&mut self, mem: &mut dyn GuestMemory, desc: Desc) -> Result<(), QueueError> {
         if self.descs.len() >= MAX_CHAIN_DESCS {
             return Err(QueueError::ChainTooLong);
         }
@@ -138,7 +134,11 @@ impl Chain {
 
     /// Sequential reader over the readable buffers.
     pub fn reader(&self) -> ChainReader<'_> {
-        let split = self.descs.iter().position(|d| d.writable).unwrap_or(self.descs.len());
+        let split = self
+            .descs
+            .iter()
+            .position(|d| d.writable)
+            .unwrap_or(self.descs.len());
         ChainReader {
             cursor: Cursor::new(&self.descs[..split], self.readable),
         }
@@ -146,7 +146,11 @@ impl Chain {
 
     /// Sequential writer over the writable buffers.
     pub fn writer(&self) -> ChainWriter<'_> {
-        let split = self.descs.iter().position(|d| d.writable).unwrap_or(self.descs.len());
+        let split = self
+            .descs
+            .iter()
+            .position(|d| d.writable)
+            .unwrap_or(self.descs.len());
         ChainWriter {
             cursor: Cursor::new(&self.descs[split..], self.writable),
             written: 0,

@@ -242,7 +242,11 @@ impl Queue {
 
     /// Takes the next available chain into `chain`. `Ok(false)`: nothing
     /// available (or the queue is disabled).
-    pub fn pop(&mut self, mem: &mut dyn GuestMemory, chain: &mut Chain) -> Result<bool, QueueError> {
+    pub fn pop(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        chain: &mut Chain,
+    ) -> Result<bool, QueueError> {
         chain.clear();
         match &mut self.ring {
             None => Ok(false),

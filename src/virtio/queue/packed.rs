@@ -111,7 +111,11 @@ impl PackedRing {
     }
 
     /// See [`super::Queue::pop`].
-    pub fn pop(&mut self, mem: &mut dyn GuestMemory, chain: &mut Chain) -> Result<bool, QueueError> {
+    pub fn pop(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        chain: &mut Chain,
+    ) -> Result<bool, QueueError> {
         if !self.has_available(mem)? {
             return Ok(false);
         }
@@ -162,7 +166,7 @@ impl PackedRing {
         if !self.features.indirect {
             return Err(QueueError::IndirectNotNegotiated);
         }
-        if len == 0 || len % DESC_SIZE as u32 != 0 {
+        if len == 0 || !len.is_multiple_of(DESC_SIZE as u32) {
             return Err(QueueError::BadIndirectLen(len));
         }
         let n = len / DESC_SIZE as u32;
@@ -216,7 +220,8 @@ impl PackedRing {
         // Data, len and id must be visible before the flags flip.
         fence(Ordering::Release);
         mem.write_u16(at + 14, flags).map_err(QueueError::Ring)?;
-        (self.next_used, self.used_wrap) = self.advance(self.next_used, self.used_wrap, token.slots);
+        (self.next_used, self.used_wrap) =
+            self.advance(self.next_used, self.used_wrap, token.slots);
         Ok(())
     }
 

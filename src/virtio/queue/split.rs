@@ -99,7 +99,11 @@ impl SplitRing {
     }
 
     /// See [`super::Queue::pop`].
-    pub fn pop(&mut self, mem: &mut dyn GuestMemory, chain: &mut Chain) -> Result<bool, QueueError> {
+    pub fn pop(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        chain: &mut Chain,
+    ) -> Result<bool, QueueError> {
         if self.pending(mem)? == 0 {
             return Ok(false);
         }
@@ -219,7 +223,7 @@ fn walk(
             if flags & DESC_F_NEXT != 0 {
                 return Err(QueueError::IndirectWithNext);
             }
-            if len == 0 || len % DESC_SIZE as u32 != 0 {
+            if len == 0 || !len.is_multiple_of(DESC_SIZE as u32) {
                 return Err(QueueError::BadIndirectLen(len));
             }
             let n = len / DESC_SIZE as u32;

@@ -22,7 +22,8 @@ const HOST_TOOLS: &[(&str, &str)] = &[
 ];
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
 fn is_root() -> bool {
@@ -31,15 +32,26 @@ fn is_root() -> bool {
 
 /// Install missing host tools with the machine's apt (only when root; otherwise say what is missing).
 pub fn ensure_host_packages() -> Result<()> {
-    let mut missing: Vec<&str> = HOST_TOOLS.iter().filter(|(b, _)| !on_path(b)).map(|(_, p)| *p).collect();
+    let mut missing: Vec<&str> = HOST_TOOLS
+        .iter()
+        .filter(|(b, _)| !on_path(b))
+        .map(|(_, p)| *p)
+        .collect();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
     if !is_root() {
-        bail!("missing host packages: {} (install them: apt-get install {})", missing.join(" "), missing.join(" "));
+        bail!(
+            "missing host packages: {} (install them: apt-get install {})",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
-    step(&format!("installing missing host packages: {}", missing.join(" ")));
+    step(&format!(
+        "installing missing host packages: {}",
+        missing.join(" ")
+    ));
     let install = |m: &[&str]| {
         run(Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
@@ -73,7 +85,10 @@ fn host_mirrors() -> (Mirror, Mirror) {
     let mut main: Option<Mirror> = None;
     let mut sec: Option<Mirror> = None;
     let mut consider = |uri: &str, suites: &[&str], signed: Option<String>| {
-        let m = Mirror { uri: uri.trim_end_matches('/').to_string(), signed_by: signed };
+        let m = Mirror {
+            uri: uri.trim_end_matches('/').to_string(),
+            signed_by: signed,
+        };
         if suites.iter().any(|s| s.ends_with("-security")) || uri.contains("debian-security") {
             sec.get_or_insert(m);
         } else if uri.contains("debian") {
@@ -87,7 +102,9 @@ fn host_mirrors() -> (Mirror, Mirror) {
         files.extend(v);
     }
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         let name = f.to_string_lossy();
         if name.ends_with(".sources") {
             for stanza in text.split("\n\n") {
@@ -100,7 +117,9 @@ fn host_mirrors() -> (Mirror, Mirror) {
                 if field("Enabled").is_some_and(|e| e == "no") {
                     continue;
                 }
-                let (Some(types), Some(uris), Some(suites)) = (field("Types"), field("URIs"), field("Suites")) else {
+                let (Some(types), Some(uris), Some(suites)) =
+                    (field("Types"), field("URIs"), field("Suites"))
+                else {
                     continue;
                 };
                 if !types.split_whitespace().any(|t| t == "deb") {
@@ -114,7 +133,9 @@ fn host_mirrors() -> (Mirror, Mirror) {
         } else if name.ends_with(".list") {
             for l in text.lines() {
                 let l = l.trim();
-                let Some(rest) = l.strip_prefix("deb ") else { continue };
+                let Some(rest) = l.strip_prefix("deb ") else {
+                    continue;
+                };
                 let mut signed = None;
                 let rest = if let Some(r) = rest.trim_start().strip_prefix('[') {
                     let (opts, after) = r.split_once(']').unwrap_or(("", r));
@@ -134,15 +155,26 @@ fn host_mirrors() -> (Mirror, Mirror) {
             }
         }
     }
-    let main = main.unwrap_or(Mirror { uri: "http://deb.debian.org/debian".into(), signed_by: None });
-    let sec = sec.unwrap_or(Mirror { uri: "http://deb.debian.org/debian-security".into(), signed_by: None });
+    let main = main.unwrap_or(Mirror {
+        uri: "http://deb.debian.org/debian".into(),
+        signed_by: None,
+    });
+    let sec = sec.unwrap_or(Mirror {
+        uri: "http://deb.debian.org/debian-security".into(),
+        signed_by: None,
+    });
     (main, sec)
 }
 
 impl Apt {
     /// Lay out the private state and write its sources (bookworm, deb + deb-src, the host's mirror).
     pub fn new(dir: &Path) -> Result<Self> {
-        for d in ["sources.list.d", "state/lists/partial", "cache/archives/partial", "prefs.d"] {
+        for d in [
+            "sources.list.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+            "prefs.d",
+        ] {
             std::fs::create_dir_all(dir.join(d))?;
         }
         for f in ["sources.list", "status"] {
@@ -153,8 +185,14 @@ impl Apt {
         }
         let (main, sec) = host_mirrors();
         let stanza = |m: &Mirror, suites: &str| {
-            let key = m.signed_by.clone().or_else(|| Path::new(KEYRING).exists().then(|| KEYRING.to_string()));
-            let mut s = format!("Types: deb deb-src\nURIs: {}\nSuites: {suites}\nComponents: main\n", m.uri);
+            let key = m
+                .signed_by
+                .clone()
+                .or_else(|| Path::new(KEYRING).exists().then(|| KEYRING.to_string()));
+            let mut s = format!(
+                "Types: deb deb-src\nURIs: {}\nSuites: {suites}\nComponents: main\n",
+                m.uri
+            );
             if let Some(k) = key {
                 s.push_str(&format!("Signed-By: {k}\n"));
             }
@@ -170,7 +208,9 @@ impl Apt {
             std::fs::write(&src, &text)?;
             let _ = std::fs::remove_file(dir.join("stamp-update"));
         }
-        Ok(Apt { dir: dir.to_path_buf() })
+        Ok(Apt {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn opts(&self, cmd: &mut Command) {
@@ -227,7 +267,11 @@ impl Apt {
         self.update()?;
         let out = output(self.apt_cache().args(["policy", pkg]))?;
         out.lines()
-            .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Candidate:")
+                    .map(|v| v.trim().to_string())
+            })
             .filter(|v| v != "(none)")
             .with_context(|| format!("package {pkg} not found in the private apt state"))
     }
@@ -236,7 +280,11 @@ impl Apt {
     pub fn pkgnames(&self, prefix: &str) -> Result<Vec<String>> {
         self.update()?;
         let out = output(self.apt_cache().args(["pkgnames", prefix]))?;
-        let mut v: Vec<String> = out.lines().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         v.sort();
         Ok(v)
     }
@@ -246,7 +294,14 @@ impl Apt {
         self.update()?;
         let out = output(self.apt_cache().args(["depends", pkg]))?;
         out.lines()
-            .find_map(|l| l.trim().strip_prefix("Depends:").map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string()))
+            .find_map(|l| {
+                l.trim().strip_prefix("Depends:").map(|v| {
+                    v.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+            })
             .with_context(|| format!("{pkg} has no Depends"))
     }
 
@@ -256,10 +311,10 @@ impl Apt {
         let out = output(self.apt_cache().args(["madison", pkg]))?;
         let mut v: Vec<String> = Vec::new();
         for l in out.lines() {
-            if let Some(ver) = l.split('|').nth(1).map(|s| s.trim().to_string()) {
-                if !v.contains(&ver) {
-                    v.push(ver);
-                }
+            if let Some(ver) = l.split('|').nth(1).map(|s| s.trim().to_string())
+                && !v.contains(&ver)
+            {
+                v.push(ver);
             }
         }
         Ok(v)
@@ -276,21 +331,34 @@ impl Apt {
         v.dedup();
         // Newest first, by dpkg's ordering.
         v.sort_by(|a, b| {
-            let gt = Command::new("dpkg").args(["--compare-versions", a, "gt", b]).status();
-            if gt.is_ok_and(|s| s.success()) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater }
+            let gt = Command::new("dpkg")
+                .args(["--compare-versions", a, "gt", b])
+                .status();
+            if gt.is_ok_and(|s| s.success()) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
         });
         Ok(v)
     }
 
     /// Try `f(version)` for each version, newest first: a mirror may list a version (e.g. in
     /// bookworm-security) whose files it cannot serve.
-    fn each_version(&self, pkg: &str, versions: Vec<String>, mut f: impl FnMut(&str) -> Result<()>) -> Result<String> {
+    fn each_version(
+        &self,
+        pkg: &str,
+        versions: Vec<String>,
+        mut f: impl FnMut(&str) -> Result<()>,
+    ) -> Result<String> {
         let mut last = None;
         for v in &versions {
             match f(v) {
                 Ok(()) => return Ok(v.clone()),
                 Err(e) => {
-                    step(&format!("{pkg}={v} could not be fetched ({e:#}); trying an older version"));
+                    step(&format!(
+                        "{pkg}={v} could not be fetched ({e:#}); trying an older version"
+                    ));
                     last = Some(e);
                 }
             }
@@ -300,10 +368,24 @@ impl Apt {
 
     /// Download a binary arm64 package into `dir` (fresh) and return the .deb's path.
     pub fn download(&self, pkg: &str, dir: &Path) -> Result<PathBuf> {
-        let versions = self.versions(pkg)?;
+        self.download_prefer(pkg, dir, None)
+    }
+
+    /// Like [`Apt::download`], trying version `prefer` first when the index has it.
+    pub fn download_prefer(&self, pkg: &str, dir: &Path, prefer: Option<&str>) -> Result<PathBuf> {
+        let mut versions = self.versions(pkg)?;
+        if let Some(p) = prefer.and_then(|p| versions.iter().position(|v| v == p)) {
+            let v = versions.remove(p);
+            versions.insert(0, v);
+        }
         self.each_version(pkg, versions, |v| {
             fresh_dir(dir)?;
-            quiet_run(self.apt_get().arg("download").arg(format!("{pkg}={v}")).current_dir(dir))
+            quiet_run(
+                self.apt_get()
+                    .arg("download")
+                    .arg(format!("{pkg}={v}"))
+                    .current_dir(dir),
+            )
         })?;
         let deb = std::fs::read_dir(dir)?
             .flatten()
@@ -313,19 +395,24 @@ impl Apt {
         Ok(deb)
     }
 
-    /// `apt-get source` (download + unpack with patches) into `dir` (fresh); returns the tree.
-    pub fn source(&self, pkg: &str, dir: &Path) -> Result<PathBuf> {
+    /// `apt-get source` (download + unpack with patches) into `dir` (fresh); returns the tree
+    /// and the version fetched.
+    pub fn source(&self, pkg: &str, dir: &Path) -> Result<(PathBuf, String)> {
         let versions = self.src_versions(pkg)?;
-        self.each_version(pkg, versions, |v| {
+        let version = self.each_version(pkg, versions, |v| {
             fresh_dir(dir)?;
-            quiet_run(self.apt_get().args(["source", &format!("{pkg}={v}")]).current_dir(dir))
+            quiet_run(
+                self.apt_get()
+                    .args(["source", &format!("{pkg}={v}")])
+                    .current_dir(dir),
+            )
         })?;
         let tree = std::fs::read_dir(dir)?
             .flatten()
             .map(|e| e.path())
             .find(|p| p.is_dir())
             .with_context(|| format!("apt-get source {pkg} unpacked nothing"))?;
-        Ok(tree)
+        Ok((tree, version))
     }
 }
 
@@ -347,7 +434,11 @@ pub fn extract(deb: &Path, dir: &Path) -> Result<()> {
 pub fn binary_xen(cache: &Path, apt: &Apt) -> Result<PathBuf> {
     let out = cache.join("debian-xen");
     let stamp = Stamp::new(cache.join("stamp-debian-xen"));
-    if let Some(p) = stamp.get().map(PathBuf::from).filter(|p| p.is_file() && p.extension().is_none()) {
+    if let Some(p) = stamp
+        .get()
+        .map(PathBuf::from)
+        .filter(|p| p.is_file() && is_xen_binary(p))
+    {
         return Ok(p);
     }
     let pkg = apt
@@ -355,16 +446,33 @@ pub fn binary_xen(cache: &Path, apt: &Apt) -> Result<PathBuf> {
         .into_iter()
         .find(|p| p.ends_with("-arm64"))
         .context("no xen-hypervisor-*-arm64 package in bookworm")?;
+    // Prefer the version the IOREQ Xen was built from, so the two differ only in configuration.
+    let same = std::fs::read_to_string(cache.join("xen-src-version")).ok();
     step(&format!("Debian binary Xen: downloading {pkg}"));
-    let deb = apt.download(&pkg, &cache.join("debs").join(&pkg))?;
+    let deb = apt.download_prefer(
+        &pkg,
+        &cache.join("debs").join(&pkg),
+        same.as_deref().map(str::trim),
+    )?;
     extract(&deb, &out)?;
     let xen = std::fs::read_dir(out.join("boot"))?
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("xen-")) && p.extension().is_none_or(|e| e != "config" && e != "efi")
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("xen-"))
+                && p.extension().is_none_or(|e| e != "config" && e != "efi")
         })
         .context("no /boot/xen-* in the hypervisor package")?;
     stamp.set(&xen.to_string_lossy())?;
     Ok(xen)
+}
+
+/// `/boot/xen-4.17-arm64`, not its `.config` or `.efi` siblings.
+fn is_xen_binary(p: &Path) -> bool {
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    n.starts_with("xen-") && !n.ends_with(".config") && !n.ends_with(".efi")
 }

@@ -11,8 +11,15 @@ use std::process::Command;
 const INIT_TEMPLATE: &str = include_str!("guest_init.sh");
 
 /// Modules the guest wants (their dependencies are added automatically).
-const WANTED_MODULES: &[&str] =
-    &["virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng"];
+const WANTED_MODULES: &[&str] = &[
+    "virtio",
+    "virtio_ring",
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_net",
+    "virtio_console",
+    "virtio_rng",
+];
 
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -49,7 +56,10 @@ pub fn kernel(cache: &Path, apt: &Apt) -> Result<Kernel> {
     let vmlinuz = std::fs::read_dir(root.join("boot"))?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .context("no /boot/vmlinuz-* in the kernel package")?;
     let release = vmlinuz.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_string();
     let bytes = std::fs::read(&vmlinuz)?;
@@ -60,7 +70,10 @@ pub fn kernel(cache: &Path, apt: &Apt) -> Result<Kernel> {
         bytes
     };
     if raw.len() < 64 || &raw[56..60] != b"ARM\x64" {
-        bail!("{} is not an arm64 Image (no ARM\\x64 magic)", vmlinuz.display());
+        bail!(
+            "{} is not an arm64 Image (no ARM\\x64 magic)",
+            vmlinuz.display()
+        );
     }
     std::fs::write(&image, &raw)?;
     stamp.set(&release)?;
@@ -86,7 +99,11 @@ pub fn busybox(cache: &Path, apt: &Apt) -> Result<PathBuf> {
 }
 
 fn decompress(path: &Path, tool: &str) -> Result<Vec<u8>> {
-    let out = Command::new(tool).arg("-dc").arg(path).output().with_context(|| format!("running {tool}"))?;
+    let out = Command::new(tool)
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .with_context(|| format!("running {tool}"))?;
     if !out.status.success() {
         bail!("{tool} -dc {} failed", path.display());
     }
@@ -132,7 +149,9 @@ fn module_bytes(path: &Path) -> Result<Vec<u8>> {
 /// `depends=` from the module's `.modinfo` strings.
 fn module_depends(elf: &[u8]) -> Vec<String> {
     let key = b"\0depends=";
-    let Some(pos) = elf.windows(key.len()).position(|w| w == key) else { return vec![] };
+    let Some(pos) = elf.windows(key.len()).position(|w| w == key) else {
+        return vec![];
+    };
     let rest = &elf[pos + key.len()..];
     let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
     String::from_utf8_lossy(&rest[..end])
@@ -194,7 +213,10 @@ pub fn initramfs(cache: &Path, k: &Kernel, busybox: &Path) -> Result<(PathBuf, V
     };
     let stamp = Stamp::new(cache.join("stamp-initramfs"));
     if stamp.valid(&key) && out.is_file() {
-        let order = std::fs::read_to_string(&order_file)?.split_whitespace().map(String::from).collect();
+        let order = std::fs::read_to_string(&order_file)?
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         return Ok((out, order));
     }
     step("initramfs: resolving virtio modules and writing the newc cpio");
@@ -202,7 +224,21 @@ pub fn initramfs(cache: &Path, k: &Kernel, busybox: &Path) -> Result<(PathBuf, V
     let names: Vec<String> = mods.iter().map(|(n, _)| n.clone()).collect();
     let init = INIT_TEMPLATE.replace("@MODULES@", &names.join(" "));
     let mut c = Cpio::default();
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "mnt", "etc", "lib", "lib/modules"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "mnt",
+        "etc",
+        "lib",
+        "lib/modules",
+    ] {
         c.dir(d);
     }
     c.node("dev/console", 0o020600, 5, 1);
@@ -231,7 +267,19 @@ impl Cpio {
         self.ino += 1;
         let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
         let fields = [
-            self.ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0,
+            self.ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
         ];
         self.buf.extend_from_slice(b"070701");
         for f in fields {
@@ -244,7 +292,7 @@ impl Cpio {
         self.pad();
     }
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -263,7 +311,7 @@ impl Cpio {
     fn finish(mut self) -> Vec<u8> {
         self.ino = 0;
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
-        while self.buf.len() % 512 != 0 {
+        while !self.buf.len().is_multiple_of(512) {
             self.buf.push(0);
         }
         self.buf

@@ -39,7 +39,8 @@ devices() {
         [ -e "$n/device" ] || continue
         say "$(basename "$n") mac=$(cat "$n/address")"
     done
-    [ -c /dev/hwrng ] && say "hwrng current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
+    rng=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+    [ -n "$rng" ] && [ "$rng" != none ] && say "hwrng current=$rng"
     for h in /dev/hvc* /dev/vport*; do
         [ -c "$h" ] && say "console $h"
     done

@@ -3,24 +3,52 @@
 //! initramfs, and the device-tree/QEMU plumbing that boots them as dom0 + dom0less domUs.
 //!
 //! Everything big lives under `target/xen/` (never committed) and every step is stamped, so a
-//! second `prepare` only checks stamps.
+//! second `prepare` only checks stamps. Layout:
+//!
+//! ```text
+//! target/xen/
+//!   apt/                 private apt state: sources.list.d/backplane.sources (bookworm,
+//!                        -updates, -security; deb + deb-src; the machine's mirror), state/, cache/,
+//!                        empty dpkg status, stamp-update
+//!   src/xen-4.17.*/      `apt-get source xen` (Debian patches applied); built in place
+//!   xen-src-version      the source version fetched (the binary Xen prefers the same one)
+//!   ioreq/xen            IOREQ-capable hypervisor (arm64 Image); ioreq/config = its .config
+//!   debian-xen/boot/     Debian's binary hypervisor (xen-4.17-arm64, no IOREQ)
+//!   debs/<pkg>/          downloaded .debs
+//!   linux/               extracted linux-image-*-arm64-unsigned; linux-Image = raw Image
+//!   busybox/             extracted busybox-static
+//!   initramfs.cpio       newc cpio: busybox, /init (guest_init.sh), virtio modules
+//!   initramfs.modules    module load order
+//!   runs/<name>/         generated DTS/DTB, partial DTBs, console.log of self-test runs
+//!   stamp-*              one per step
+//! ```
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// The boot plumbing is API for the Xen system tests; not all of it is used by `xen-prep` itself.
+#[allow(dead_code)]
 mod debian;
+#[allow(dead_code)]
 mod dtb;
+#[allow(dead_code)]
 mod guest;
+#[allow(dead_code)]
 mod qemu;
+#[allow(dead_code)]
+mod selftest;
+#[allow(unused_imports)]
+pub use selftest::linux_dom0_smoke;
 mod xen_build;
 
-
-
-
-
+#[allow(unused_imports)]
+pub use dtb::{Boot, DomU, Generated, Module, VirtioMmio};
+#[allow(unused_imports)]
+pub use qemu::{QemuRun, RunOutcome, Serial, boot_command, boot_command_with_layout, run_until};
 
 /// Everything `prepare` produced (all paths absolute, under `target/xen/` unless overridden).
 #[derive(Debug, Clone)]
+#[allow(dead_code)]
 pub struct XenArtifacts {
     /// IOREQ-capable Xen (`xen/xen`, an arm64 Image), or `$BACKPLANE_XEN`.
     pub xen_ioreq: PathBuf,
@@ -34,6 +62,9 @@ pub struct XenArtifacts {
     pub initramfs: PathBuf,
     /// Modules packed into the initramfs, in load order (names, `_` spelling).
     pub modules: Vec<String>,
+    /// Debian's Xen source tree the IOREQ Xen was built from (public headers under
+    /// `xen/include/public`). Unpacked even when `$BACKPLANE_XEN` overrides the binary.
+    pub xen_src: PathBuf,
     /// Cache root (`target/xen`).
     pub cache: PathBuf,
 }
@@ -47,7 +78,10 @@ pub fn prepare(root: &Path) -> Result<XenArtifacts> {
     let xen_ioreq = match std::env::var_os("BACKPLANE_XEN") {
         Some(p) => {
             let p = PathBuf::from(p);
-            step(&format!("IOREQ Xen: using $BACKPLANE_XEN = {}", p.display()));
+            step(&format!(
+                "IOREQ Xen: using $BACKPLANE_XEN = {}",
+                p.display()
+            ));
             if !p.is_file() {
                 bail!("BACKPLANE_XEN={} is not a file", p.display());
             }
@@ -55,6 +89,7 @@ pub fn prepare(root: &Path) -> Result<XenArtifacts> {
         }
         None => xen_build::ioreq_xen(&cache, &apt)?,
     };
+    let xen_src = xen_build::source_tree(&cache, &apt)?;
     let xen_debian = debian::binary_xen(&cache, &apt)?;
     let kernel = guest::kernel(&cache, &apt)?;
     let busybox = guest::busybox(&cache, &apt)?;
@@ -66,6 +101,7 @@ pub fn prepare(root: &Path) -> Result<XenArtifacts> {
         linux_release: kernel.release.clone(),
         initramfs,
         modules,
+        xen_src,
         cache,
     })
 }
@@ -78,7 +114,9 @@ pub(crate) fn step(msg: &str) {
 /// Run a command, echoing it; fail with its exit status.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     step(&format!("$ {}", show(cmd)));
-    let st = cmd.status().with_context(|| format!("spawning {}", show(cmd)))?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("spawning {}", show(cmd)))?;
     if !st.success() {
         bail!("command failed ({st}): {}", show(cmd));
     }
@@ -87,7 +125,9 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
 
 /// Run a command quietly and return its stdout; fail (with its stderr) on error.
 pub(crate) fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("spawning {}", show(cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("spawning {}", show(cmd)))?;
     if !out.status.success() {
         bail!(
             "command failed ({}): {}\n{}",
@@ -105,7 +145,11 @@ pub(crate) fn show(cmd: &Command) -> String {
     let mut private_opts = 0;
     while let Some(a) = args.next() {
         // The private apt state's `-o Dir::...` options are long and always the same.
-        if a == "-o" && args.peek().is_some_and(|n| n.to_string_lossy().contains("::")) {
+        if a == "-o"
+            && args
+                .peek()
+                .is_some_and(|n| n.to_string_lossy().contains("::"))
+        {
             args.next();
             private_opts += 1;
             continue;
@@ -134,7 +178,9 @@ impl Stamp {
         std::fs::write(&self.0, format!("{key}\n")).with_context(|| format!("{}", self.0.display()))
     }
     pub fn get(&self) -> Option<String> {
-        std::fs::read_to_string(&self.0).ok().map(|s| s.trim().to_string())
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 }
 

@@ -17,26 +17,39 @@ fn make(tree: &Path) -> Command {
     c
 }
 
+/// The unpacked Debian Xen source tree (fetched once).
+pub fn source_tree(cache: &Path, apt: &Apt) -> Result<PathBuf> {
+    let src_stamp = Stamp::new(cache.join("stamp-xen-src"));
+    if let Some(t) = src_stamp
+        .get()
+        .map(PathBuf::from)
+        .filter(|p| p.join("xen/Makefile").is_file())
+    {
+        return Ok(t);
+    }
+    step("IOREQ Xen: fetching Debian's xen source package (apt-get source xen)");
+    let (t, version) = apt.source("xen", &cache.join("src"))?;
+    std::fs::write(cache.join("xen-src-version"), &version)?;
+    src_stamp.set(&t.to_string_lossy())?;
+    Ok(t)
+}
+
 /// Build (once) and return `target/xen/ioreq/xen`.
 pub fn ioreq_xen(cache: &Path, apt: &Apt) -> Result<PathBuf> {
     let out_dir = cache.join("ioreq");
     let xen = out_dir.join("xen");
     let stamp = Stamp::new(out_dir.join("stamp"));
-    if stamp.valid("ok") && xen.is_file() {
+    let key = EXTRA_CONFIG.join(" ");
+    if stamp.valid(&key) && xen.is_file() {
         return Ok(xen);
     }
     std::fs::create_dir_all(&out_dir)?;
-    let src_stamp = Stamp::new(cache.join("stamp-xen-src"));
-    let tree = match src_stamp.get().map(PathBuf::from).filter(|p| p.join("xen/Makefile").is_file()) {
-        Some(t) => t,
-        None => {
-            step("IOREQ Xen: fetching Debian's xen source package (apt-get source xen)");
-            let t = apt.source("xen", &cache.join("src"))?;
-            src_stamp.set(&t.to_string_lossy())?;
-            t
-        }
-    };
-    step(&format!("IOREQ Xen: configuring {} (defconfig + {})", tree.display(), EXTRA_CONFIG.join(" ")));
+    let tree = source_tree(cache, apt)?;
+    step(&format!(
+        "IOREQ Xen: configuring {} (defconfig + {})",
+        tree.display(),
+        EXTRA_CONFIG.join(" ")
+    ));
     run(make(&tree).arg("defconfig"))?;
     let cfg_path = tree.join("xen/.config");
     let mut cfg = std::fs::read_to_string(&cfg_path).context("reading xen/.config")?;
@@ -55,15 +68,23 @@ pub fn ioreq_xen(cache: &Path, apt: &Apt) -> Result<PathBuf> {
     let cfg = std::fs::read_to_string(&cfg_path)?;
     for line in EXTRA_CONFIG {
         if !cfg.lines().any(|l| l == *line) {
-            bail!("{line} did not survive olddefconfig in {}", cfg_path.display());
+            bail!(
+                "{line} did not survive olddefconfig in {}",
+                cfg_path.display()
+            );
         }
     }
-    step("IOREQ Xen: building the hypervisor (make -j2; several minutes on 2 cores)");
+    step("IOREQ Xen: building the hypervisor (make -j2, ~20-30 s)");
     let t = std::time::Instant::now();
     run(make(&tree).arg("-j2"))?;
     step(&format!("IOREQ Xen: built in {:.0?}", t.elapsed()));
+    // The dm_op hypercall only exists with CONFIG_IOREQ_SERVER; make sure it was linked in.
+    let syms = super::output(Command::new("aarch64-linux-gnu-nm").arg(tree.join("xen/xen-syms")))?;
+    if !syms.lines().any(|l| l.ends_with(" do_dm_op")) {
+        bail!("xen-syms has no do_dm_op: the IOREQ server was not built in");
+    }
     std::fs::copy(tree.join("xen/xen"), &xen).context("copying xen/xen")?;
     std::fs::copy(&cfg_path, out_dir.join("config"))?;
-    stamp.set("ok")?;
+    stamp.set(&key)?;
     Ok(xen)
 }
