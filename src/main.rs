@@ -10,6 +10,7 @@ mod boot;
 mod faults;
 mod modes;
 mod standalone;
+mod xen_dom0;
 
 use backplane::arch::aarch64::psci;
 use backplane::platform::console;

@@ -27,6 +27,11 @@ pub fn plan_for(info: &MachineInfo, board_plan: &str) -> Vec<Entry> {
 }
 
 pub fn run(info: MachineInfo, heap: (u64, u64)) -> ! {
+    if let Some(node) = info.hypervisor.clone()
+        && node.compatible.starts_with("xen")
+    {
+        crate::xen_dom0::run(info, &node);
+    }
     let plan = plan_for(&info, backplane::board::PLAN);
     crate::standalone::run(info, plan, heap)
 }

@@ -9,6 +9,7 @@ mod harness;
 mod image;
 mod qemu;
 mod xen;
+mod xen_tests;
 
 #[derive(Parser)]
 #[command(about = "Backplane's build and test driver")]
@@ -134,6 +135,11 @@ fn test(only: &[String]) -> Result<bool> {
         let release = image::build(true)?;
         image::print_sizes(&release)?;
         boot_tests::run(&mut h, &img, &release);
+    }
+    if wants(only, "xen") {
+        deps::ensure_commands(deps::QEMU_PACKAGES)?;
+        let img = image::build(false)?;
+        xen_tests::run(&mut h, &img);
     }
     Ok(h.finish())
 }
