@@ -9,12 +9,16 @@ mod plan;
 /// The small TOML subset board files use: `key = value` and string arrays.
 fn read_board(text: &str) -> Result<Vec<(String, Vec<String>)>, String> {
     let mut out = Vec::new();
-    let mut lines = text.lines().map(|l| l.split('#').next().unwrap_or("").trim());
+    let mut lines = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim());
     while let Some(line) = lines.next() {
         if line.is_empty() {
             continue;
         }
-        let (k, v) = line.split_once('=').ok_or_else(|| format!("board line without '=': {line}"))?;
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("board line without '=': {line}"))?;
         let (k, mut v) = (k.trim().to_string(), v.trim().to_string());
         if v.starts_with('[') {
             while !v.ends_with(']') {
@@ -42,7 +46,12 @@ fn main() {
     let path = format!("boards/{board}.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("board {path}: {e}"));
     let kv = read_board(&text).unwrap_or_else(|e| panic!("board {path}: {e}"));
-    let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        kv.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let mut rs = String::new();
     let name = get("name").join("");
     writeln!(rs, "/// Board name.\npub const NAME: &str = {name:?};").unwrap();
@@ -55,7 +64,11 @@ fn main() {
         if let Err(e) = plan::parse(&plan_text) {
             panic!("board {path}: invalid plan in '{key}': {e}");
         }
-        writeln!(rs, "/// Service plan ({key}).\npub const {konst}: &str = {plan_text:?};").unwrap();
+        writeln!(
+            rs,
+            "/// Service plan ({key}).\npub const {konst}: &str = {plan_text:?};"
+        )
+        .unwrap();
     }
     let after = get("after_selftest").join("");
     if after != "poweroff" && after != "serve" {

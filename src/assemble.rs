@@ -36,10 +36,12 @@ impl RealDevices {
     /// `-device` on QEMU's command line.
     pub fn probe(nodes: &[VirtioMmioNode]) -> Self {
         let mut sorted: Vec<&VirtioMmioNode> = nodes.iter().collect();
-        sorted.sort_by(|a, b| b.base.cmp(&a.base));
+        sorted.sort_by_key(|n| core::cmp::Reverse(n.base));
         let mut out = Self::default();
         for n in sorted {
-            let Some(t) = mmio_transport(n.base, n.size) else { continue };
+            let Some(t) = mmio_transport(n.base, n.size) else {
+                continue;
+            };
             let list = match t.device_type() {
                 DeviceType::Block => &mut out.blk,
                 DeviceType::Network => &mut out.net,
@@ -75,29 +77,49 @@ impl RealDevices {
 
 fn build(e: &Entry, real: &mut RealDevices) -> Result<(Box<dyn VirtioDevice>, String), String> {
     let missing = |kind: Kind, index: usize| {
-        format!("no virtio,mmio node provides real {} device #{index}", kind.name())
+        format!(
+            "no virtio,mmio node provides real {} device #{index}",
+            kind.name()
+        )
     };
-    let failed = |what: &str, base: u64, err: virtio_drivers::Error| format!("real {what} at {base:#x} failed to start: {err:?}");
+    let failed = |what: &str, base: u64, err: virtio_drivers::Error| {
+        format!("real {what} at {base:#x} failed to start: {err:?}")
+    };
     Ok(match (&e.backing, e.kind) {
         (Backing::Virtio { kind, index }, _) => {
-            let (base, t) = real.take(*kind, *index).ok_or_else(|| missing(*kind, *index))?;
+            let (base, t) = real
+                .take(*kind, *index)
+                .ok_or_else(|| missing(*kind, *index))?;
             match kind {
                 Kind::Block => {
-                    let b = VirtioBlock::<IdentityHal, T>::new(t).map_err(|err| failed("virtio-blk", base, err))?;
+                    let b = VirtioBlock::<IdentityHal, T>::new(t)
+                        .map_err(|err| failed("virtio-blk", base, err))?;
                     let label = format!("{}@{base:#x}", b.describe());
                     (Box::new(Block::new(Box::new(b))), label)
                 }
                 Kind::Net => {
-                    let n = VirtioNet::<IdentityHal, T>::new(t).map_err(|err| failed("virtio-net", base, err))?;
-                    (Box::new(Net::new(Box::new(n))), format!("virtio-net@{base:#x}"))
+                    let n = VirtioNet::<IdentityHal, T>::new(t)
+                        .map_err(|err| failed("virtio-net", base, err))?;
+                    (
+                        Box::new(Net::new(Box::new(n))),
+                        format!("virtio-net@{base:#x}"),
+                    )
                 }
                 Kind::Console => {
-                    let c = VirtioConsole::<IdentityHal, T>::new(t).map_err(|err| failed("virtio-console", base, err))?;
-                    (Box::new(Console::new(Box::new(c))), format!("virtio-console@{base:#x}"))
+                    let c = VirtioConsole::<IdentityHal, T>::new(t)
+                        .map_err(|err| failed("virtio-console", base, err))?;
+                    (
+                        Box::new(Console::new(Box::new(c))),
+                        format!("virtio-console@{base:#x}"),
+                    )
                 }
                 Kind::Rng => {
-                    let r = VirtioRng::<IdentityHal, T>::new(t).map_err(|err| failed("virtio-rng", base, err))?;
-                    (Box::new(Rng::new(Box::new(r))), format!("virtio-rng@{base:#x}"))
+                    let r = VirtioRng::<IdentityHal, T>::new(t)
+                        .map_err(|err| failed("virtio-rng", base, err))?;
+                    (
+                        Box::new(Rng::new(Box::new(r))),
+                        format!("virtio-rng@{base:#x}"),
+                    )
                 }
             }
         }
@@ -106,12 +128,21 @@ fn build(e: &Entry, real: &mut RealDevices) -> Result<(Box<dyn VirtioDevice>, St
             if *read_only {
                 d = d.read_only();
             }
-            (Box::new(Block::new(Box::new(d))), format!("ram {mib} MiB{}", if *read_only { " ro" } else { "" }))
+            (
+                Box::new(Block::new(Box::new(d))),
+                format!("ram {mib} MiB{}", if *read_only { " ro" } else { "" }),
+            )
         }
-        (Backing::Loopback, Kind::Net) => {
-            (Box::new(Net::new(Box::new(LoopNet::new([0x52, 0x54, 0, 0xbb, 0, 1])))), "loopback".into())
-        }
-        (Backing::Loopback, Kind::Console) => (Box::new(Console::new(Box::new(LoopConsole::default()))), "loopback".into()),
+        (Backing::Loopback, Kind::Net) => (
+            Box::new(Net::new(Box::new(LoopNet::new([
+                0x52, 0x54, 0, 0xbb, 0, 1,
+            ])))),
+            "loopback".into(),
+        ),
+        (Backing::Loopback, Kind::Console) => (
+            Box::new(Console::new(Box::new(LoopConsole::default()))),
+            "loopback".into(),
+        ),
         (b, k) => return Err(format!("backing {b:?} cannot serve {}", k.name())),
     })
 }
@@ -122,13 +153,25 @@ pub fn assemble(plan: &[Entry], real: &mut RealDevices, hub: &mut Hub) -> usize 
     for e in plan {
         match build(e, real) {
             Ok((dev, label)) => {
-                if let Err(err) = hub.add(e.guest, e.base, e.size, e.irq, label, MmioDevice::new(dev)) {
-                    log::error!("plan: guest {} {} at {:#x}: {err:?}", e.guest, e.kind.name(), e.base);
+                if let Err(err) =
+                    hub.add(e.guest, e.base, e.size, e.irq, label, MmioDevice::new(dev))
+                {
+                    log::error!(
+                        "plan: guest {} {} at {:#x}: {err:?}",
+                        e.guest,
+                        e.kind.name(),
+                        e.base
+                    );
                     failures += 1;
                 }
             }
             Err(why) => {
-                log::error!("plan: guest {} {} at {:#x} not served: {why}", e.guest, e.kind.name(), e.base);
+                log::error!(
+                    "plan: guest {} {} at {:#x} not served: {why}",
+                    e.guest,
+                    e.kind.name(),
+                    e.base
+                );
                 failures += 1;
             }
         }

@@ -65,18 +65,46 @@ impl Hub {
     }
 
     /// Adds a device at `[base, base+size)` in `guest`, raising `irq`.
-    pub fn add(&mut self, guest: u16, base: u64, size: u64, irq: u32, label: String, device: MmioDevice) -> Result<(), HubError> {
-        let end = base.checked_add(size).filter(|_| size > 0).ok_or(HubError::BadWindow { base, size })?;
-        if self.slots.iter().any(|s| s.guest == guest && s.base < end && base < s.base + s.size) {
+    pub fn add(
+        &mut self,
+        guest: u16,
+        base: u64,
+        size: u64,
+        irq: u32,
+        label: String,
+        device: MmioDevice,
+    ) -> Result<(), HubError> {
+        let end = base
+            .checked_add(size)
+            .filter(|_| size > 0)
+            .ok_or(HubError::BadWindow { base, size })?;
+        if self
+            .slots
+            .iter()
+            .any(|s| s.guest == guest && s.base < end && base < s.base + s.size)
+        {
             return Err(HubError::Overlap { guest, base });
         }
-        self.slots.push(Slot { guest, base, size, irq, label, device, traps: 0 });
+        self.slots.push(Slot {
+            guest,
+            base,
+            size,
+            irq,
+            label,
+            device,
+            traps: 0,
+        });
         Ok(())
     }
 
     /// Serves one access. Returns the value for loads (0 for stores) and
     /// calls `raise(guest, irq)` for each device that has a new notification.
-    pub fn handle(&mut self, trap: &Trap, mem: &mut dyn GuestMemory, raise: &mut dyn FnMut(u16, u32)) -> u64 {
+    pub fn handle(
+        &mut self,
+        trap: &Trap,
+        mem: &mut dyn GuestMemory,
+        raise: &mut dyn FnMut(u16, u32),
+    ) -> u64 {
         let Some(slot) = self
             .slots
             .iter_mut()
@@ -138,7 +166,11 @@ impl Hub {
 
     /// MMIO windows of `guest`.
     pub fn windows(&self, guest: u16) -> Vec<(u64, u64)> {
-        self.slots.iter().filter(|s| s.guest == guest).map(|s| (s.base, s.size)).collect()
+        self.slots
+            .iter()
+            .filter(|s| s.guest == guest)
+            .map(|s| (s.base, s.size))
+            .collect()
     }
 
     /// Every slot, for status reports.

@@ -13,17 +13,13 @@
 
 extern crate alloc;
 
-#[cfg(not(bp_no_core))]
 pub mod backends;
-#[cfg(not(bp_no_core))]
 pub mod devices;
-#[cfg(not(bp_no_core))]
 pub mod hub;
+pub mod hyp;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
-pub mod hyp;
-#[cfg(not(bp_no_core))]
 pub mod virtio;
 
 #[cfg(target_os = "none")]

@@ -7,7 +7,11 @@ use backplane::platform::dt::MachineInfo;
 /// The plan in force: `backplane.plan=` on the command line, else
 /// `/chosen/backplane` `plan`, else the board's.
 pub fn plan_for(info: &MachineInfo, board_plan: &str) -> Vec<Entry> {
-    let (source, text): (&str, String) = if let Some(p) = info.bootargs.split_whitespace().find_map(|a| a.strip_prefix("backplane.plan=")) {
+    let (source, text): (&str, String) = if let Some(p) = info
+        .bootargs
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("backplane.plan="))
+    {
         ("command line", p.into())
     } else if let Some(p) = &info.chosen_plan {
         ("/chosen/backplane", p.clone())

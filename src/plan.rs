@@ -81,7 +81,11 @@ fn kind(s: &str) -> Result<Kind, String> {
         "net" => Kind::Net,
         "console" => Kind::Console,
         "rng" => Kind::Rng,
-        _ => return Err(format!("unknown device kind '{s}' (blk, net, console, rng)")),
+        _ => {
+            return Err(format!(
+                "unknown device kind '{s}' (blk, net, console, rng)"
+            ));
+        }
     })
 }
 
@@ -100,25 +104,46 @@ fn backing(s: &str, k: Kind) -> Result<Backing, String> {
         if mib == 0 || mib > 1024 {
             return Err(format!("RAM disk size {mib} MiB outside 1..1024"));
         }
-        return Ok(Backing::Ram { mib, read_only: s.starts_with("ram-ro:") });
+        return Ok(Backing::Ram {
+            mib,
+            read_only: s.starts_with("ram-ro:"),
+        });
     }
     if let Some(rest) = s.strip_prefix("virtio-") {
-        let split = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let split = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (name, idx) = rest.split_at(split);
         let real = kind(name)?;
         if real != k {
-            return Err(format!("a real {} device cannot back a {} device", real.name(), k.name()));
+            return Err(format!(
+                "a real {} device cannot back a {} device",
+                real.name(),
+                k.name()
+            ));
         }
-        let index = if idx.is_empty() { 0 } else { number(idx)? as usize };
+        let index = if idx.is_empty() {
+            0
+        } else {
+            number(idx)? as usize
+        };
         return Ok(Backing::Virtio { kind: real, index });
     }
-    Err(format!("unknown backing '{s}' (virtio-<kind><n>, ram:<MiB>, ram-ro:<MiB>, loop)"))
+    Err(format!(
+        "unknown backing '{s}' (virtio-<kind><n>, ram:<MiB>, ram-ro:<MiB>, loop)"
+    ))
 }
 
 fn entry(s: &str) -> Result<Entry, String> {
-    let (lhs, back) = s.split_once('=').ok_or_else(|| format!("'{s}': missing '=BACKING'"))?;
-    let (guest, rest) = lhs.split_once(':').ok_or_else(|| format!("'{s}': missing 'GUEST:'"))?;
-    let (k, place) = rest.split_once('@').ok_or_else(|| format!("'{s}': missing '@BASE'"))?;
+    let (lhs, back) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': missing '=BACKING'"))?;
+    let (guest, rest) = lhs
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}': missing 'GUEST:'"))?;
+    let (k, place) = rest
+        .split_once('@')
+        .ok_or_else(|| format!("'{s}': missing '@BASE'"))?;
     let (base, irq) = match place.split_once('/') {
         Some((b, i)) => (number(b)?, Some(number(i)?)),
         None => (number(place)?, None),
@@ -132,7 +157,14 @@ fn entry(s: &str) -> Result<Entry, String> {
     if guest != 0 && !(32..1020).contains(&irq) {
         return Err(format!("'{s}': interrupt {irq} is not an SPI (32..1019)"));
     }
-    Ok(Entry { guest, kind: k, base, size: WINDOW, irq: irq as u32, backing: backing(back, k)? })
+    Ok(Entry {
+        guest,
+        kind: k,
+        base,
+        size: WINDOW,
+        irq: irq as u32,
+        backing: backing(back, k)?,
+    })
 }
 
 /// Parses and checks a plan: entries well-formed, no two windows of one
@@ -140,17 +172,30 @@ fn entry(s: &str) -> Result<Entry, String> {
 /// backing two served devices.
 pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
     let mut out: Vec<Entry> = Vec::new();
-    for item in text.split(|c: char| c == ';' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+    for item in text
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
         let e = entry(item)?;
         for o in &out {
             if o.guest == e.guest && o.base < e.base + e.size && e.base < o.base + o.size {
-                return Err(format!("'{item}': window overlaps guest {}'s {} at {:#x}", o.guest, o.kind.name(), o.base));
+                return Err(format!(
+                    "'{item}': window overlaps guest {}'s {} at {:#x}",
+                    o.guest,
+                    o.kind.name(),
+                    o.base
+                ));
             }
             if o.guest == e.guest && e.guest != 0 && o.irq == e.irq {
-                return Err(format!("'{item}': interrupt {} already used in guest {}", e.irq, e.guest));
+                return Err(format!(
+                    "'{item}': interrupt {} already used in guest {}",
+                    e.irq, e.guest
+                ));
             }
             if matches!(e.backing, Backing::Virtio { .. }) && o.backing == e.backing {
-                return Err(format!("'{item}': the same real device backs two served devices"));
+                return Err(format!(
+                    "'{item}': the same real device backs two served devices"
+                ));
             }
         }
         out.push(e);

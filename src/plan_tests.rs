@@ -2,10 +2,18 @@ use super::plan::*;
 
 #[test]
 fn parses_a_full_plan() {
-    let p = parse("1:blk@0x2000000/33=virtio-blk0; 1:rng@0x2000200/34=virtio-rng 0:net@0x1000=loop").unwrap();
+    let p =
+        parse("1:blk@0x2000000/33=virtio-blk0; 1:rng@0x2000200/34=virtio-rng 0:net@0x1000=loop")
+            .unwrap();
     assert_eq!(p.len(), 3);
     assert_eq!(p[0].kind, Kind::Block);
-    assert_eq!(p[0].backing, Backing::Virtio { kind: Kind::Block, index: 0 });
+    assert_eq!(
+        p[0].backing,
+        Backing::Virtio {
+            kind: Kind::Block,
+            index: 0
+        }
+    );
     assert_eq!(p[1].irq, 34);
     assert_eq!(p[2].backing, Backing::Loopback);
 }

@@ -35,7 +35,14 @@ struct Report {
 
 impl Report {
     fn new() -> Self {
-        Self { bytes_in: 0, bytes_out: 0, requests: 0, errors: 0, detail: String::new(), ok: true }
+        Self {
+            bytes_in: 0,
+            bytes_out: 0,
+            requests: 0,
+            errors: 0,
+            detail: String::new(),
+            ok: true,
+        }
     }
 
     fn fail(mut self, why: String) -> Self {
@@ -134,7 +141,9 @@ fn exercise_blk(t: Front) -> Report {
         }
         pos += n as u64;
     }
-    detail.push_str(&format!(" written={WRITE_BYTES} at={WRITE_START} flushed=yes verified=yes"));
+    detail.push_str(&format!(
+        " written={WRITE_BYTES} at={WRITE_START} flushed=yes verified=yes"
+    ));
     r.detail = detail;
     r
 }
@@ -274,7 +283,11 @@ pub fn run(info: MachineInfo, plan: Vec<Entry>, heap: (u64, u64)) -> ! {
         .filter(|s| s.guest == GUEST)
         .map(|s| (s.base, s.device.device_id(), s.label.clone()))
         .collect();
-    log::info!("standalone: serving {} device(s) to the in-image frontend ({} not served)", served.len(), failures);
+    log::info!(
+        "standalone: serving {} device(s) to the in-image frontend ({} not served)",
+        served.len(),
+        failures
+    );
     let mut all_ok = failures == 0;
     for (base, id, label) in served {
         let start = arch::now_us();

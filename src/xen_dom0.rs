@@ -14,7 +14,8 @@ use core::cell::RefCell;
 /// Xen's fixed guest RAM layout on Arm (GUEST_RAM0 / GUEST_RAM1): what a
 /// domU's virtqueue addresses may name. Frames the guest does not have fail
 /// to map, page by page, and become errors — never faults.
-const GUEST_RAM_BANKS: [(u64, u64); 2] = [(0x4000_0000, 0xC000_0000), (0x2_0000_0000, 0xFE_0000_0000)];
+const GUEST_RAM_BANKS: [(u64, u64); 2] =
+    [(0x4000_0000, 0xC000_0000), (0x2_0000_0000, 0xFE_0000_0000)];
 
 /// Backend-initiated work (received frames, console input) is polled on a
 /// tick when no trap arrives.
@@ -42,7 +43,10 @@ pub fn run(info: MachineInfo, node: &HypervisorNode) -> ! {
         match xen.add_guest(guest, &GUEST_RAM_BANKS, &windows) {
             Ok(_) => {
                 served_guests += 1;
-                log::info!("xen: IOREQ server for dom{guest}: {} window(s)", windows.len());
+                log::info!(
+                    "xen: IOREQ server for dom{guest}: {} window(s)",
+                    windows.len()
+                );
             }
             Err(e) if e.name() == "ENOSYS" => {
                 log::error!(
@@ -81,8 +85,16 @@ fn serve(xen: &mut Xen<backplane::hyp::xen::Hvc>, hub: Hub) -> ! {
         last_tick = timer::ticks();
         let served = xen.service(
             &mut |domid, acc: &MmioAccess, mem: &mut dyn GuestMemory| {
-                let trap = Trap { guest: domid, vcpu: acc.vcpu, addr: acc.addr, size: acc.size, write: acc.write, data: acc.data };
-                hub.borrow_mut().handle(&trap, mem, &mut |g, irq| raised.push((g, irq)))
+                let trap = Trap {
+                    guest: domid,
+                    vcpu: acc.vcpu,
+                    addr: acc.addr,
+                    size: acc.size,
+                    write: acc.write,
+                    data: acc.data,
+                };
+                hub.borrow_mut()
+                    .handle(&trap, mem, &mut |g, irq| raised.push((g, irq)))
             },
             &mut |domid, mem, inject| {
                 if ticked {

@@ -12,7 +12,9 @@ use virtio_drivers::device::rng::VirtIORng;
 use virtio_drivers::transport::{DeviceStatus, Transport};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn blk(disk: &MemDisk) -> (Dev, VirtIOBlk<TestHal, TestTransport>) {
@@ -59,7 +61,10 @@ fn blk_large_and_out_of_range_requests() {
 
     let data = pattern(1 << 20, 99);
     drv.write_blocks(2000, &data).unwrap();
-    assert_eq!(&disk.contents()[2000 * 512..2000 * 512 + (1 << 20)], &data[..]);
+    assert_eq!(
+        &disk.contents()[2000 * 512..2000 * 512 + (1 << 20)],
+        &data[..]
+    );
 
     // Past the end: IOERR, not a device failure.
     let mut buf = vec![0u8; 1024];
@@ -84,7 +89,7 @@ fn blk_non_blocking_multi_request() {
         tokens.push(t);
     }
     for (i, ((req, resp, buf), t)) in reqs.iter_mut().zip(tokens).enumerate() {
-        assert_eq!(drv.peek_used().is_some(), true);
+        assert!(drv.peek_used().is_some());
         // SAFETY: same buffers as in read_blocks_nb.
         unsafe { drv.complete_read_blocks(t, req, buf, resp) }.unwrap();
         assert_eq!(&buf[..], &disk.contents()[i * 8 * 512..(i + 1) * 8 * 512]);

@@ -47,7 +47,11 @@ fn good_read(h: &mut Harness, q: &mut Split, base: u16) {
 fn assert_rejected(mut h: Harness, mut q: Split) {
     let before = h.mem.clone();
     h.kick(0);
-    assert_ne!(h.status() & status::DEVICE_NEEDS_RESET, 0, "no DEVICE_NEEDS_RESET");
+    assert_ne!(
+        h.status() & status::DEVICE_NEEDS_RESET,
+        0,
+        "no DEVICE_NEEDS_RESET"
+    );
     assert_ne!(h.isr() & 2, 0, "no config interrupt");
     assert!(h.dev.needs_reset());
     assert!(h.dev.take_interrupt_edge());

@@ -45,12 +45,20 @@ fn packed_blk_wraps_many_times_with_odd_size() {
         // chains straddle the ring end on odd rounds).
         header(&mut h, hdr, 1, sector);
         h.mem.write(data, &[n as u8; 512]).unwrap();
-        q.add(&mut h.mem, &[(hdr, 16, 0), (data, 512, 0), (st, 1, W)], n as u16);
+        q.add(
+            &mut h.mem,
+            &[(hdr, 16, 0), (data, 512, 0), (st, 1, W)],
+            n as u16,
+        );
         h.kick(0);
         assert_eq!(q.pop_used(&mut h.mem, 3), Some((n as u16, 1)));
         h.mem.write(data, &[0; 512]).unwrap();
         header(&mut h, hdr, 0, sector);
-        q.add(&mut h.mem, &[(hdr, 16, 0), (data, 512, W), (st, 1, W)], 1000 + n as u16);
+        q.add(
+            &mut h.mem,
+            &[(hdr, 16, 0), (data, 512, W), (st, 1, W)],
+            1000 + n as u16,
+        );
         h.kick(0);
         assert_eq!(q.pop_used(&mut h.mem, 3), Some((1000 + n as u16, 513)));
         assert_eq!(h.mem.slice(data, 512).unwrap(), &[n as u8; 512][..]);
@@ -67,7 +75,11 @@ fn packed_batch_of_requests_in_one_kick() {
     for n in 0..4u64 {
         let (hdr, data, st) = bufs(n);
         header(&mut h, hdr, 0, n);
-        q.add(&mut h.mem, &[(hdr, 16, 0), (data, 512, W), (st, 1, W)], n as u16);
+        q.add(
+            &mut h.mem,
+            &[(hdr, 16, 0), (data, 512, W), (st, 1, W)],
+            n as u16,
+        );
     }
     h.kick(0);
     for n in 0..4u16 {
@@ -84,7 +96,10 @@ fn packed_indirect() {
     let (hdr, data, st) = bufs(0);
     header(&mut h, hdr, 0, 1);
     let table = DATA + 0x9000;
-    for (i, (a, l, f)) in [(hdr, 16, 0), (data, 512, W), (st, 1, W)].into_iter().enumerate() {
+    for (i, (a, l, f)) in [(hdr, 16, 0), (data, 512, W), (st, 1, W)]
+        .into_iter()
+        .enumerate()
+    {
         // Only WRITE matters in a packed indirect table; NEXT/ids ignored.
         // Packed layout: id at byte 12, flags at 14 (write_desc's `next`).
         common::rings::write_desc(&mut h.mem, table + 16 * i as u64, a, l, 0, f);
@@ -165,7 +180,9 @@ fn packed_indirect_nested() {
 
 #[test]
 fn packed_indirect_bad_length() {
-    rejected(features::INDIRECT_DESC, |h, q| q.add(&mut h.mem, &[(DATA, 20, IND)], 0));
+    rejected(features::INDIRECT_DESC, |h, q| {
+        q.add(&mut h.mem, &[(DATA, 20, IND)], 0)
+    });
 }
 
 #[test]
@@ -178,14 +195,22 @@ fn packed_indirect_with_next() {
 #[test]
 fn packed_buffer_outside_memory() {
     rejected(0, |h, q| {
-        q.add(&mut h.mem, &[(DATA, 16, 0), (0x100, 512, W), (DATA + 0x400, 1, W)], 0)
+        q.add(
+            &mut h.mem,
+            &[(DATA, 16, 0), (0x100, 512, W), (DATA + 0x400, 1, W)],
+            0,
+        )
     });
 }
 
 #[test]
 fn packed_readable_after_writable() {
     rejected(0, |h, q| {
-        q.add(&mut h.mem, &[(DATA, 16, 0), (DATA + 0x400, 1, W), (DATA + 0x200, 512, 0)], 0)
+        q.add(
+            &mut h.mem,
+            &[(DATA, 16, 0), (DATA + 0x400, 1, W), (DATA + 0x200, 512, 0)],
+            0,
+        )
     });
 }
 
@@ -224,7 +249,11 @@ fn merged(h: &mut Harness, parts: &[(u64, u32)]) -> (u16, Vec<u8>) {
 #[test]
 fn net_mergeable_rx_split_waits_for_buffers() {
     let backend = MemNet::new([2, 0, 0, 0, 0, 2]);
-    let mut h = Harness::new(Net::new(Box::new(backend.clone())), net::feature::MRG_RXBUF, &[8, 8]);
+    let mut h = Harness::new(
+        Net::new(Box::new(backend.clone())),
+        net::feature::MRG_RXBUF,
+        &[8, 8],
+    );
     let mut rx = Split::new(0, 8);
     let f = frame(3000);
     // Two 1024-byte buffers: not enough for 3012 bytes.
@@ -285,8 +314,14 @@ fn net_mergeable_rx_packed() {
 #[test]
 fn net_config_and_link_change() {
     let backend = MemNet::new([2, 4, 6, 8, 10, 12]);
-    let mut h = Harness::new(Net::new(Box::new(backend.clone())), net::feature::STATUS, &[4, 4]);
-    let mac: Vec<u8> = (0..6).map(|i| h.dev.read(0x100 + i, 1, &mut h.mem) as u8).collect();
+    let mut h = Harness::new(
+        Net::new(Box::new(backend.clone())),
+        net::feature::STATUS,
+        &[4, 4],
+    );
+    let mac: Vec<u8> = (0..6)
+        .map(|i| h.dev.read(0x100 + i, 1, &mut h.mem) as u8)
+        .collect();
     assert_eq!(mac, [2, 4, 6, 8, 10, 12]);
     assert_eq!(h.dev.read(0x106, 2, &mut h.mem), 1);
     let g = h.r(0x0fc);

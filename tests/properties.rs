@@ -54,7 +54,11 @@ fn register_op() -> impl Strategy<Value = (u64, u8, bool, u64)> {
         prop_oneof![0u64..0x200, any::<u64>()],
         prop_oneof![Just(4u8), Just(1), Just(2), Just(8), any::<u8>()],
         any::<bool>(),
-        prop_oneof![0u64..16, any::<u64>(), (0u64..0x100).prop_map(|v| BASE + v * 0x100)],
+        prop_oneof![
+            0u64..16,
+            any::<u64>(),
+            (0u64..0x100).prop_map(|v| BASE + v * 0x100)
+        ],
     )
 }
 
@@ -99,7 +103,12 @@ fn slot_addr(slot: u8) -> u64 {
     }
 }
 
-fn write_split_desc(mem: &mut HostMemory, at: u64, d: (u8, u16, u16, u16), allowed: &mut Vec<(u64, u64)>) {
+fn write_split_desc(
+    mem: &mut HostMemory,
+    at: u64,
+    d: (u8, u16, u16, u16),
+    allowed: &mut Vec<(u64, u64)>,
+) {
     let (slot, len, flags, next) = d;
     let addr = slot_addr(slot);
     common::rings::write_desc(mem, at, addr, u32::from(len), flags, next);
@@ -220,7 +229,10 @@ impl VirtioDevice for DynModel {
     ) -> Result<(), backplane::virtio::DeviceError> {
         self.0.queue_notify(queue, ctx)
     }
-    fn poll(&mut self, ctx: &mut backplane::virtio::DeviceCtx<'_>) -> Result<(), backplane::virtio::DeviceError> {
+    fn poll(
+        &mut self,
+        ctx: &mut backplane::virtio::DeviceCtx<'_>,
+    ) -> Result<(), backplane::virtio::DeviceError> {
         self.0.poll(ctx)
     }
     fn reset(&mut self) {

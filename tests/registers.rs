@@ -5,9 +5,9 @@ mod common;
 
 use backplane::backends::mem::MemDisk;
 use backplane::devices::blk::{self, Block};
+use backplane::virtio::HostMemory;
 use backplane::virtio::{GuestMemory, MmioDevice, features, status};
 use common::rings::{BASE, DATA, Harness, SIZE, Split};
-use backplane::virtio::HostMemory;
 
 fn raw() -> (MmioDevice, HostMemory) {
     (
@@ -59,18 +59,30 @@ fn negotiate(d: &mut MmioDevice, m: &mut HostMemory, words: &[(u64, u64)]) -> u8
 fn features_ok_checks() {
     let (mut d, mut m) = raw();
     // No VERSION_1: refused.
-    assert_eq!(negotiate(&mut d, &mut m, &[(0, 0)]) & status::FEATURES_OK, 0);
+    assert_eq!(
+        negotiate(&mut d, &mut m, &[(0, 0)]) & status::FEATURES_OK,
+        0
+    );
     // DRIVER_OK does not latch without FEATURES_OK.
     d.write(0x070, 4, 15, &mut m);
     assert_eq!(d.read(0x070, 4, &mut m) as u8 & status::DRIVER_OK, 0);
     // A bit not offered (RO on a writable disk): refused.
     let ro = blk::feature::RO;
-    assert_eq!(negotiate(&mut d, &mut m, &[(0, ro), (1, 1)]) & status::FEATURES_OK, 0);
+    assert_eq!(
+        negotiate(&mut d, &mut m, &[(0, ro), (1, 1)]) & status::FEATURES_OK,
+        0
+    );
     // Bits in word 2: refused.
-    assert_eq!(negotiate(&mut d, &mut m, &[(1, 1), (2, 1)]) & status::FEATURES_OK, 0);
+    assert_eq!(
+        negotiate(&mut d, &mut m, &[(1, 1), (2, 1)]) & status::FEATURES_OK,
+        0
+    );
     // Plain VERSION_1: accepted, and again after a reset.
     for _ in 0..2 {
-        assert_ne!(negotiate(&mut d, &mut m, &[(1, 1)]) & status::FEATURES_OK, 0);
+        assert_ne!(
+            negotiate(&mut d, &mut m, &[(1, 1)]) & status::FEATURES_OK,
+            0
+        );
     }
     assert_eq!(d.transport().negotiated_features(), features::VERSION_1);
     // Driver feature writes after FEATURES_OK are ignored.
@@ -155,10 +167,24 @@ fn shared_memory_registers_report_no_region() {
 fn bad_offsets_and_widths_read_zero_and_ignore_writes() {
     let (mut d, mut m) = raw();
     let before = m.clone();
-    for (off, size) in [(0x004, 2), (0x002, 4), (0x018, 4), (0x014, 4), (0x0f0, 4), (0x000, 8)] {
+    for (off, size) in [
+        (0x004, 2),
+        (0x002, 4),
+        (0x018, 4),
+        (0x014, 4),
+        (0x0f0, 4),
+        (0x000, 8),
+    ] {
         assert_eq!(d.read(off, size, &mut m), 0, "{off:#x}/{size}");
     }
-    for (off, size) in [(0x000, 4), (0x070, 2), (0x071, 4), (0x0f8, 4), (0x300, 4), (0x100, 7)] {
+    for (off, size) in [
+        (0x000, 4),
+        (0x070, 2),
+        (0x071, 4),
+        (0x0f8, 4),
+        (0x300, 4),
+        (0x100, 7),
+    ] {
         d.write(off, size, 0xffff_ffff, &mut m);
     }
     d.write(u64::MAX, 4, 1, &mut m);
@@ -256,7 +282,11 @@ fn no_interrupt_flag_suppresses_without_event_idx() {
 
 #[test]
 fn event_idx_suppression_and_avail_event() {
-    let mut h = Harness::new(Block::new(Box::new(MemDisk::new(64))), features::EVENT_IDX, &[4]);
+    let mut h = Harness::new(
+        Block::new(Box::new(MemDisk::new(64))),
+        features::EVENT_IDX,
+        &[4],
+    );
     let mut q = Split::new(0, 4);
     let used_event = q.avail + 4 + 2 * 4;
     let avail_event = q.used + 4 + 8 * 4;

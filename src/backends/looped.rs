@@ -17,7 +17,10 @@ pub struct LoopNet {
 impl LoopNet {
     /// A looped port with `mac`.
     pub fn new(mac: [u8; 6]) -> Self {
-        Self { frames: VecDeque::with_capacity(MAX_FRAMES), mac }
+        Self {
+            frames: VecDeque::with_capacity(MAX_FRAMES),
+            mac,
+        }
     }
 }
 

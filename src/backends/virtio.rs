@@ -3,7 +3,10 @@
 //! Generic over the crate's `Hal` and `Transport`, so they build and test on
 //! the host; the image instantiates them with its identity-map DMA `Hal`
 //! (platform::dma) and QEMU's (or the board's) virtio-mmio transports.
-use super::{BlockBackend, BlockError, ConsoleBackend, EntropyBackend, EntropyError, NetBackend, NetError, SECTOR_SIZE};
+use super::{
+    BlockBackend, BlockError, ConsoleBackend, EntropyBackend, EntropyError, NetBackend, NetError,
+    SECTOR_SIZE,
+};
 use alloc::string::String;
 use core::fmt::Write;
 use virtio_drivers::Hal;
@@ -27,7 +30,12 @@ impl<H: Hal, T: Transport> VirtioBlock<H, T> {
         let mut dev = VirtIOBlk::new(transport)?;
         let mut id = [0u8; 20];
         let id_len = dev.device_id(&mut id).unwrap_or(0);
-        Ok(Self { dev, id, id_len, errors: 0 })
+        Ok(Self {
+            dev,
+            id,
+            id_len,
+            errors: 0,
+        })
     }
 
     /// A short description for status lines.
@@ -69,7 +77,7 @@ where
     }
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        if buf.len() % SECTOR_SIZE != 0 {
+        if !buf.len().is_multiple_of(SECTOR_SIZE) {
             return Err(BlockError::Io);
         }
         let r = self.dev.read_blocks(sector as usize, buf);
@@ -80,7 +88,7 @@ where
         if self.dev.readonly() {
             return Err(BlockError::ReadOnly);
         }
-        if data.len() % SECTOR_SIZE != 0 {
+        if !data.len().is_multiple_of(SECTOR_SIZE) {
             return Err(BlockError::Io);
         }
         let r = self.dev.write_blocks(sector as usize, data);
@@ -108,7 +116,9 @@ pub struct VirtioNet<H: Hal, T: Transport> {
 impl<H: Hal, T: Transport> VirtioNet<H, T> {
     /// Initialises the device with its receive buffers posted.
     pub fn new(transport: T) -> Result<Self, virtio_drivers::Error> {
-        Ok(Self { dev: VirtIONet::new(transport, NET_BUF)? })
+        Ok(Self {
+            dev: VirtIONet::new(transport, NET_BUF)?,
+        })
     }
 }
 
@@ -156,7 +166,9 @@ pub struct VirtioConsole<H: Hal, T: Transport> {
 impl<H: Hal, T: Transport> VirtioConsole<H, T> {
     /// Initialises the device.
     pub fn new(transport: T) -> Result<Self, virtio_drivers::Error> {
-        Ok(Self { dev: VirtIOConsole::new(transport)? })
+        Ok(Self {
+            dev: VirtIOConsole::new(transport)?,
+        })
     }
 }
 
@@ -193,7 +205,9 @@ pub struct VirtioRng<H: Hal, T: Transport> {
 impl<H: Hal, T: Transport> VirtioRng<H, T> {
     /// Initialises the device.
     pub fn new(transport: T) -> Result<Self, virtio_drivers::Error> {
-        Ok(Self { dev: VirtIORng::new(transport)? })
+        Ok(Self {
+            dev: VirtIORng::new(transport)?,
+        })
     }
 }
 

@@ -89,7 +89,7 @@ const FDT_MAGIC: u32 = 0xd00d_feed;
 
 /// Checks the header at `ptr` without trusting anything else.
 pub fn validate(ptr: u64) -> Result<usize, DtError> {
-    if ptr == 0 || ptr % 8 != 0 || ptr >= (512 << 30) {
+    if ptr == 0 || !ptr.is_multiple_of(8) || ptr >= (512 << 30) {
         return Err(DtError::Missing(ptr));
     }
     // SAFETY: the pointer is 8-aligned and inside the identity map (device or
@@ -120,8 +120,8 @@ pub fn validate(ptr: u64) -> Result<usize, DtError> {
         && inside(off_struct, size_struct)
         && inside(off_strings, size_strings)
         && inside(off_rsvmap, 16)
-        && off_struct % 4 == 0
-        && off_rsvmap % 8 == 0;
+        && off_struct.is_multiple_of(4)
+        && off_rsvmap.is_multiple_of(8);
     if !ok {
         return Err(DtError::Corrupt(ptr));
     }

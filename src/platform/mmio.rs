@@ -25,7 +25,7 @@ impl MmioRegion {
 
     fn check(&self, offset: usize, width: usize) -> usize {
         assert!(
-            offset % width == 0 && offset + width <= self.size,
+            offset.is_multiple_of(width) && offset + width <= self.size,
             "MMIO offset {offset:#x} outside window"
         );
         self.base + offset

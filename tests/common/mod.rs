@@ -163,7 +163,8 @@ unsafe impl Hal for TestHal {
             if direction != BufferDirection::DriverToDevice {
                 // SAFETY: the caller guarantees the buffer is valid for writes
                 // and not otherwise borrowed for the duration of unshare.
-                let dst = unsafe { std::slice::from_raw_parts_mut(buffer.as_ptr() as *mut u8, len) };
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(buffer.as_ptr() as *mut u8, len) };
                 w.mem.read(paddr, dst).unwrap();
             }
             w.allocs.retain(|a| a.paddr != paddr);

@@ -37,14 +37,23 @@ impl Harness {
         h.w(0x020, f & 0xffff_ffff);
         h.w(0x024, 1);
         h.w(0x020, f >> 32);
-        h.w(0x070, u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK));
-        assert_ne!(h.r(0x070) as u8 & status::FEATURES_OK, 0, "features refused");
+        h.w(
+            0x070,
+            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
+        );
+        assert_ne!(
+            h.r(0x070) as u8 & status::FEATURES_OK,
+            0,
+            "features refused"
+        );
         for (q, &size) in sizes.iter().enumerate() {
             h.setup_queue(q as u16, size);
         }
         h.w(
             0x070,
-            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK),
+            u64::from(
+                status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+            ),
         );
         h
     }
@@ -110,7 +119,15 @@ impl Split {
     }
 
     /// Writes descriptor `i`.
-    pub fn set_desc(&self, mem: &mut HostMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    pub fn set_desc(
+        &self,
+        mem: &mut HostMemory,
+        i: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+        next: u16,
+    ) {
         let at = self.desc + u64::from(i) * 16;
         write_desc(mem, at, addr, len, flags, next);
     }

@@ -41,21 +41,6 @@ pub fn ensure_commands(needs: &[(&str, &str)]) -> Result<()> {
     ensure_packages_named(&missing)
 }
 
-/// Installs the named Debian packages if `dpkg` says they are absent.
-pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = pkgs
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .collect();
-    ensure_packages_named(&missing)
-}
-
 fn ensure_packages_named(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());

@@ -28,13 +28,6 @@ pub fn build(release: bool) -> Result<Image> {
     if release {
         cmd.arg("--release");
     }
-    // Development aid while the device core is rebuilt (removed when done).
-    if std::env::var_os("BP_NO_CORE").is_some() {
-        cmd.args([
-            "--config",
-            r#"target.aarch64-unknown-none.rustflags=["--cfg","bp_no_core"]"#,
-        ]);
-    }
     let status = cmd.status().context("running cargo build")?;
     if !status.success() {
         bail!("building the image failed");

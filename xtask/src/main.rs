@@ -3,11 +3,15 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use std::process::Command;
 
+mod bench_standalone;
 mod boot_tests;
 mod deps;
+mod fuzz;
 mod harness;
 mod image;
+mod peers;
 mod qemu;
+mod standalone;
 mod xen;
 mod xen_tests;
 
@@ -28,17 +32,31 @@ enum Cmd {
     },
     /// Print the release image's size (text, data, bss, total).
     Size,
-    /// Boot the image standalone on QEMU's `virt` machine and stream its console.
+    /// Boot the image standalone on QEMU's `virt` machine with virtio blk, net,
+    /// console and rng devices and host peers, and stream its console.
     Run {
         /// Release image.
         #[arg(long)]
         release: bool,
+        /// Raw disk image to serve (default: target/standalone/disk.img, created if absent).
+        #[arg(long, value_name = "FILE")]
+        disk: Option<std::path::PathBuf>,
+        /// Serve the disk read-only.
+        #[arg(long)]
+        read_only: bool,
     },
+    /// Run a benchmark: `standalone` (block I/O through Backplane vs direct).
+    Bench { what: String },
     /// Run every test: host, lints, and the QEMU system tests.
     Test {
-        /// Only these groups (host, lint, boot, standalone, xen), comma-separated.
+        /// Only these groups (host, lint, boot, standalone, fuzz, xen), comma-separated.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    },
+    /// Fuzz the guest-facing parsers (cargo-fuzz, nightly) for N seconds per target.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
     },
     /// Fetch and build what the Xen path needs (IOREQ Xen, guest kernel, initramfs).
     XenPrep,
@@ -55,18 +73,24 @@ fn main() -> Result<()> {
             let img = image::build(true)?;
             image::print_sizes(&img)?;
         }
-        Cmd::Run { release } => {
-            deps::ensure_commands(deps::QEMU_PACKAGES)?;
-            let img = image::build(release)?;
-            let mut cmd = qemu::virt(3, true, "256");
-            cmd.arg("-kernel").arg(&img.raw);
-            let out = qemu::run(cmd, std::time::Duration::from_secs(120), true)?;
-            if let Err(why) = boot_tests::judge(&out) {
-                bail!("the run failed: {why}");
-            }
-        }
+        Cmd::Run {
+            release,
+            disk,
+            read_only,
+        } => standalone::run(release, disk, read_only)?,
+        Cmd::Bench { what } => match what.as_str() {
+            "standalone" => bench_standalone::run()?,
+            _ => bail!("unknown benchmark {what:?} (known: standalone)"),
+        },
         Cmd::Test { only } => {
             if !test(&only)? {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Fuzz { seconds } => {
+            let mut h = harness::Harness::default();
+            fuzz::run(&mut h, seconds);
+            if !h.finish() {
                 std::process::exit(1);
             }
         }
@@ -129,12 +153,22 @@ fn test(only: &[String]) -> Result<bool> {
             ])
         });
     }
-    if wants(only, "boot") {
+    let img = if wants(only, "boot") || wants(only, "standalone") {
         deps::ensure_commands(deps::QEMU_PACKAGES)?;
-        let img = image::build(false)?;
+        Some(image::build(false)?)
+    } else {
+        None
+    };
+    if let (true, Some(img)) = (wants(only, "boot"), &img) {
         let release = image::build(true)?;
         image::print_sizes(&release)?;
-        boot_tests::run(&mut h, &img, &release);
+        boot_tests::run(&mut h, img, &release);
+    }
+    if let (true, Some(img)) = (wants(only, "standalone"), &img) {
+        standalone::tests(&mut h, img);
+    }
+    if wants(only, "fuzz") {
+        fuzz::run(&mut h, 10);
     }
     if wants(only, "xen") {
         deps::ensure_commands(deps::QEMU_PACKAGES)?;

@@ -16,7 +16,10 @@ pub enum GicKind {
 }
 
 static GIC: Once<GicKind> = Once::new();
-static HANDLERS: Mutex<heapless::Vec<(u32, fn()), 16>> = Mutex::new(heapless::Vec::new());
+/// Interrupt handlers by INTID.
+type HandlerTable = heapless::Vec<(u32, fn()), 16>;
+
+static HANDLERS: Mutex<HandlerTable> = Mutex::new(heapless::Vec::new());
 
 const GICD_CTLR: usize = 0x000;
 const GICD_IGROUPR: usize = 0x080;

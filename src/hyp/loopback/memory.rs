@@ -19,7 +19,10 @@ impl OwnMemory {
     fn check(&self, addr: u64, len: usize) -> Result<(), MemError> {
         let end = range_end(addr, len as u64)?;
         if addr < self.base || end > self.base + self.size {
-            return Err(MemError::OutOfRange { addr, len: len as u64 });
+            return Err(MemError::OutOfRange {
+                addr,
+                len: len as u64,
+            });
         }
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! `virtio-drivers` crate) reaches the device core through [`TrapTransport`],
 //! whose every register access becomes a [`Trap`] handed to the hub exactly
 //! as a hypervisor's would be; "guest memory" is our own heap.
-pub mod transport;
 #[cfg(target_os = "none")]
 pub mod memory;
+pub mod transport;
 
 use crate::hub::{Hub, Trap};
 use crate::virtio::GuestMemory;
@@ -26,12 +26,21 @@ pub struct Loopback {
 impl Loopback {
     /// Wraps a hub and the loopback guest's memory.
     pub fn new(hub: Hub, mem: Rc<RefCell<dyn GuestMemory>>) -> Self {
-        Self { hub: Rc::new(RefCell::new(hub)), mem, interrupts: Rc::new(Cell::new(0)) }
+        Self {
+            hub: Rc::new(RefCell::new(hub)),
+            mem,
+            interrupts: Rc::new(Cell::new(0)),
+        }
     }
 
     /// A register bus for the device window at `base`.
     pub fn bus(&self, base: u64) -> HubBus {
-        HubBus { hub: self.hub.clone(), mem: self.mem.clone(), interrupts: self.interrupts.clone(), base }
+        HubBus {
+            hub: self.hub.clone(),
+            mem: self.mem.clone(),
+            interrupts: self.interrupts.clone(),
+            base,
+        }
     }
 
     /// Interrupts raised so far.
@@ -63,7 +72,14 @@ pub struct HubBus {
 
 impl HubBus {
     fn access(&self, offset: u64, size: u8, write: bool, data: u64) -> u64 {
-        let trap = Trap { guest: GUEST, vcpu: 0, addr: self.base + offset, size, write, data };
+        let trap = Trap {
+            guest: GUEST,
+            vcpu: 0,
+            addr: self.base + offset,
+            size,
+            write,
+            data,
+        };
         let mut hub = self.hub.borrow_mut();
         let mut mem = self.mem.borrow_mut();
         let irqs = &self.interrupts;

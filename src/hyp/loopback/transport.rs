@@ -47,7 +47,8 @@ impl<B: RegisterBus> TrapTransport<B> {
         if bus.read(0, 4) != 0x7472_6976 || bus.read(4, 4) != 2 {
             return Err(Error::InvalidParam);
         }
-        let device_type = DeviceType::try_from(bus.read(reg::DEVICE_ID, 4) as u32).map_err(|_| Error::Unsupported)?;
+        let device_type = DeviceType::try_from(bus.read(reg::DEVICE_ID, 4) as u32)
+            .map_err(|_| Error::Unsupported)?;
         Ok(Self { bus, device_type })
     }
 
@@ -108,12 +109,19 @@ impl<B: RegisterBus> Transport for TrapTransport<B> {
         false
     }
 
-    fn queue_set(&mut self, queue: u16, size: u32, descriptors: PhysAddr, driver_area: PhysAddr, device_area: PhysAddr) {
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
         self.w32(reg::QUEUE_SEL, queue as u32);
         self.w32(reg::QUEUE_NUM, size);
-        self.w64(reg::QUEUE_DESC, descriptors as u64);
-        self.w64(reg::QUEUE_DRIVER, driver_area as u64);
-        self.w64(reg::QUEUE_DEVICE, device_area as u64);
+        self.w64(reg::QUEUE_DESC, descriptors);
+        self.w64(reg::QUEUE_DRIVER, driver_area);
+        self.w64(reg::QUEUE_DEVICE, device_area);
         self.w32(reg::QUEUE_READY, 1);
     }
 
@@ -158,14 +166,19 @@ impl<B: RegisterBus> Transport for TrapTransport<B> {
         Ok(value)
     }
 
-    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> Result<()> {
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> Result<()> {
         let bytes = value.as_bytes();
         let base = reg::CONFIG + offset as u64;
         match bytes.len() {
             1 | 2 | 4 => {
                 let mut v = [0u8; 8];
                 v[..bytes.len()].copy_from_slice(bytes);
-                self.bus.write(base, bytes.len() as u8, u64::from_le_bytes(v));
+                self.bus
+                    .write(base, bytes.len() as u8, u64::from_le_bytes(v));
             }
             _ => {
                 for (i, b) in bytes.iter().enumerate() {

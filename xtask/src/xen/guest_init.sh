@@ -58,6 +58,48 @@ test_smoke() {
     return 0
 }
 
+# Disk: 16 MiB of random data written at 4 MiB, synced, caches dropped, read
+# back; both md5s printed so the host can compare its file too.
+disk_rw() {
+    [ -b /dev/vda ] || { say "disk: no /dev/vda"; return 1; }
+    dd if=/dev/urandom of=/tmp/pattern bs=1M count=16 2>/dev/null
+    w=$(md5sum < /tmp/pattern | cut -d' ' -f1)
+    if ! err=$(dd if=/tmp/pattern of=/dev/vda bs=64k seek=64 conv=fsync 2>&1); then
+        say "disk: write failed: $(echo "$err" | tr '\n' ' ')"; dmesg | tail -5 | while read -r l; do say "dmesg: $l"; done
+        return 1
+    fi
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    r=$(dd if=/dev/vda bs=64k skip=64 count=256 2>/dev/null | md5sum | cut -d' ' -f1)
+    say "disk wrote=16MiB at=4MiB md5=$w readback=$r"
+    [ "$w" = "$r" ]
+}
+
+# Entropy: 64 bytes from the served virtio-rng, not all equal.
+rng_read() {
+    [ -c /dev/hwrng ] || { say "rng: no /dev/hwrng"; return 1; }
+    hex=$(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+    say "rng bytes=$(( ${#hex} / 2 )) hex=$hex"
+    [ ${#hex} -eq 128 ] && [ "$(echo "$hex" | tr -d "${hex%"${hex#?}"}")" != "" ]
+}
+
+# Console: one line from the host through the served virtio-console, echoed back.
+console_echo() {
+    c=""
+    for h in /dev/hvc0 /dev/hvc1; do [ -c "$h" ] && c=$h; done
+    [ -n "$c" ] || { say "console: no /dev/hvc*"; return 1; }
+    if read -t 30 line < "$c"; then
+        echo "echo: $line" > "$c"
+        say "console line=$line"
+    else
+        say "console: no line within 30 s"; return 1
+    fi
+}
+
+test_disk() { devices; disk_rw; }
+test_full() { devices; disk_rw && rng_read; }
+test_fullcon() { devices; disk_rw && rng_read && console_echo; }
+
 # dom0 stand-in (Linux as dom0 while testing the plumbing): report and stay up.
 test_dom0() {
     say ready
