@@ -64,6 +64,11 @@ impl RealDevices {
         out
     }
 
+    /// The `index`th real disk's transport, if no planned device took it.
+    pub fn take_block(&mut self, index: usize) -> Option<T> {
+        self.take(Kind::Block, index).map(|(_, t)| t)
+    }
+
     fn take(&mut self, kind: Kind, index: usize) -> Option<(u64, T)> {
         let list = match kind {
             Kind::Block => &mut self.blk,

@@ -17,6 +17,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod assemble;
 #[cfg(target_os = "none")]
+mod bench;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod faults;

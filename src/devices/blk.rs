@@ -158,7 +158,24 @@ impl Block {
         };
         let status = match kind {
             req::IN if !in_range(data_in) => status::IOERR,
-            req::IN => {
+            req::IN => 'lent: {
+                // One data descriptor: let the backend fill guest memory in
+                // place (no bounce copy) when the memory can lend it.
+                if let Some(addr) = writer.peek_contiguous(data_in).filter(|_| data_in > 0) {
+                    let backend = &mut self.backend;
+                    let mut res = Ok(());
+                    let lent = ctx.mem.lend_mut(addr, data_in as usize, &mut |s| {
+                        res = backend.read(sector, s)
+                    })?;
+                    if lent {
+                        writer.skip(data_in);
+                        break 'lent if res.is_ok() {
+                            status::OK
+                        } else {
+                            status::IOERR
+                        };
+                    }
+                }
                 let mut st = status::OK;
                 let mut done = 0u32;
                 while done < data_in {
@@ -174,7 +191,27 @@ impl Block {
                 st
             }
             req::OUT if read_only || !in_range(data_out) => status::IOERR,
-            req::OUT => {
+            req::OUT => 'lent: {
+                if let Some(addr) = reader.peek_contiguous(data_out).filter(|_| data_out > 0) {
+                    let backend = &mut self.backend;
+                    let mut res = Ok(());
+                    let lent = ctx.mem.lend_mut(addr, data_out as usize, &mut |s| {
+                        res = backend.write(sector, s)
+                    })?;
+                    if lent {
+                        reader.skip(data_out);
+                        let mut st = if res.is_ok() {
+                            status::OK
+                        } else {
+                            status::IOERR
+                        };
+                        if st == status::OK && self.write_through() && self.backend.flush().is_err()
+                        {
+                            st = status::IOERR;
+                        }
+                        break 'lent st;
+                    }
+                }
                 let mut st = status::OK;
                 let mut done = 0u32;
                 while done < data_out {

@@ -57,6 +57,20 @@ pub trait GuestMemory {
     /// Copies `data` to guest-physical `addr`.
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError>;
 
+    /// Lends `[addr, addr + len)` in place as one slice to `f` (zero copy, as
+    /// a DMA-capable device would touch it), if this memory can; returns
+    /// `Ok(false)` when it cannot (the caller then copies). The range is
+    /// checked like any access. The default cannot lend.
+    fn lend_mut(
+        &mut self,
+        addr: u64,
+        len: usize,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, MemError> {
+        let _ = (addr, len, f);
+        Ok(false)
+    }
+
     /// Checks that `[addr, addr + len)` lies inside guest memory without moving
     /// data. The default probes the first and last byte, which is exact for
     /// memory made of one contiguous range; implementations with holes should
@@ -216,6 +230,19 @@ impl GuestMemory for HostMemory {
         }
         self.slice_mut(addr, data.len())?.copy_from_slice(data);
         Ok(())
+    }
+
+    fn lend_mut(
+        &mut self,
+        addr: u64,
+        len: usize,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, MemError> {
+        if len == 0 {
+            return Ok(false);
+        }
+        f(self.slice_mut(addr, len)?);
+        Ok(true)
     }
 
     fn check_range(&mut self, addr: u64, len: u64) -> Result<(), MemError> {

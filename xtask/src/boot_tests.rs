@@ -149,7 +149,9 @@ pub fn run(h: &mut Harness, img: &Image, release: &Image) {
                     ensure(r.has("timer: interrupt 27 taken"), || {
                         "no timer interrupt proof".into()
                     })?;
-                    ensure(r.has("powering off"), || "did not power off cleanly".into())?;
+                    ensure(r.has("backplane: powering off"), || {
+                        "did not power off cleanly".into()
+                    })?;
                     Ok(Outcome::Pass)
                 });
             }

@@ -10,6 +10,7 @@ pub fn set_method_smc(smc: bool) {
 
 /// Ends the run cleanly.
 pub fn system_off() -> ! {
+    log::info!("backplane: powering off");
     crate::platform::console::flush();
     if USE_SMC.load(Ordering::Relaxed) {
         let _ = smccc::psci::system_off::<smccc::Smc>();

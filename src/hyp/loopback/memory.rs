@@ -45,4 +45,23 @@ impl GuestMemory for OwnMemory {
         unsafe { core::ptr::copy(data.as_ptr(), addr as *mut u8, data.len()) };
         Ok(())
     }
+
+    fn lend_mut(
+        &mut self,
+        addr: u64,
+        len: usize,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, MemError> {
+        self.check(addr, len)?;
+        if len == 0 {
+            return Ok(false);
+        }
+        // SAFETY: the range is inside the region `new` vouched for. It is a
+        // buffer the frontend shared with the device (Hal::share) for this
+        // request and does not touch until the request completes, which
+        // happens after `f` returns: the slice is the only live access.
+        let s = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
+        f(s);
+        Ok(true)
+    }
 }

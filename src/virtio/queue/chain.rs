@@ -226,6 +226,15 @@ impl ChainReader<'_> {
         Ok(done)
     }
 
+    /// The guest address of the next `n` bytes if they lie in one
+    /// descriptor (so they can be lent in place); nothing is consumed.
+    pub fn peek_contiguous(&self, n: u32) -> Option<u64> {
+        let mut c = self.cursor.clone();
+        c.next_piece(n as usize)
+            .filter(|&(_, k)| k == n as usize)
+            .map(|(a, _)| a)
+    }
+
     /// Skips up to `n` bytes; returns how many were skipped.
     pub fn skip(&mut self, n: u32) -> u32 {
         let mut done = 0u32;
@@ -270,6 +279,15 @@ impl ChainWriter<'_> {
         }
         self.written += done as u32;
         Ok(done)
+    }
+
+    /// The guest address of the next `n` bytes if they lie in one
+    /// descriptor (so they can be lent in place); nothing is consumed.
+    pub fn peek_contiguous(&self, n: u32) -> Option<u64> {
+        let mut c = self.cursor.clone();
+        c.next_piece(n as usize)
+            .filter(|&(_, k)| k == n as usize)
+            .map(|(a, _)| a)
     }
 
     /// Skips up to `n` bytes without writing them; returns the count.
