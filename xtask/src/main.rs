@@ -13,6 +13,7 @@ mod peers;
 mod qemu;
 mod standalone;
 mod xen;
+mod xen_run;
 mod xen_tests;
 
 #[derive(Parser)]
@@ -44,6 +45,27 @@ enum Cmd {
         /// Serve the disk read-only.
         #[arg(long)]
         read_only: bool,
+        /// Hypervisor: none (standalone, the default) or xen.
+        #[arg(long, default_value = "none")]
+        hyp: String,
+        /// Xen: the guest kernel (arm64 Image); default Debian's, with a test initramfs.
+        #[arg(long, value_name = "IMAGE")]
+        guest_kernel: Option<std::path::PathBuf>,
+        /// Xen: the guest initramfs.
+        #[arg(long, value_name = "CPIO")]
+        guest_initramfs: Option<std::path::PathBuf>,
+        /// Xen: the guest kernel command line.
+        #[arg(long)]
+        guest_bootargs: Option<String>,
+        /// Xen: guest memory in MiB.
+        #[arg(long, default_value_t = 256)]
+        guest_mem: u64,
+        /// Xen: guest vCPUs.
+        #[arg(long, default_value_t = 1)]
+        guest_vcpus: u32,
+        /// Xen: number of guests (each gets its own disk and entropy device).
+        #[arg(long, default_value_t = 1)]
+        guests: u32,
     },
     /// Run a benchmark: `standalone` (block I/O through Backplane vs direct).
     Bench { what: String },
@@ -77,7 +99,27 @@ fn main() -> Result<()> {
             release,
             disk,
             read_only,
-        } => standalone::run(release, disk, read_only)?,
+            hyp,
+            guest_kernel,
+            guest_initramfs,
+            guest_bootargs,
+            guest_mem,
+            guest_vcpus,
+            guests,
+        } => match hyp.as_str() {
+            "none" => standalone::run(release, disk, read_only)?,
+            "xen" => xen_run::run(xen_run::XenRunOptions {
+                release,
+                guest_kernel,
+                guest_initramfs,
+                guest_mem_mib: guest_mem,
+                guest_vcpus,
+                guest_bootargs,
+                guests,
+                disk,
+            })?,
+            other => bail!("unknown hypervisor {other:?} (none, xen; Gunyah is not supported yet)"),
+        },
         Cmd::Bench { what } => match what.as_str() {
             "standalone" => bench_standalone::run()?,
             _ => bail!("unknown benchmark {what:?} (known: standalone)"),

@@ -59,7 +59,18 @@ pub fn virt(gic: u8, el2: bool, mem: &str) -> Command {
 
 /// Runs `cmd`, collecting stdout lines, killing it after `timeout`.
 /// With `echo`, lines are printed as they come.
-pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<RunOutput> {
+pub fn run(cmd: Command, timeout: Duration, echo: bool) -> Result<RunOutput> {
+    run_until(cmd, timeout, echo, &[])
+}
+
+/// As [`run`], but also stops the machine once a line contains one of `stop`
+/// (for machines that do not power off by themselves, such as Xen's).
+pub fn run_until(
+    mut cmd: Command,
+    timeout: Duration,
+    echo: bool,
+    stop: &[&str],
+) -> Result<RunOutput> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null());
@@ -94,7 +105,12 @@ pub fn run(mut cmd: Command, timeout: Duration, echo: bool) -> Result<RunOutput>
                 if echo {
                     println!("{l}");
                 }
+                let done = stop.iter().any(|m| l.contains(m));
                 lines.push(l);
+                if done {
+                    let _ = child.kill();
+                    break;
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,

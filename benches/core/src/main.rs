@@ -33,7 +33,7 @@ use backplane::devices::blk::{self, Block};
 use backplane::virtio::mmio::reg;
 use backplane::virtio::{GuestMemory as _, HostMemory, MmioDevice, features, status};
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 // ---------------------------------------------------------------------------
@@ -446,6 +446,12 @@ struct RustVmm {
 #[derive(Debug)]
 struct Malformed(&'static str);
 
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed request: {}", self.0)
+    }
+}
+
 impl RustVmm {
     fn new() -> Self {
         let mut mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(BASE), MEM_SIZE)])
@@ -579,7 +585,7 @@ impl Side for RustVmm {
         match self.timed_serve().1 {
             Ok(true) => {}
             Ok(false) => return Err("no notification".into()),
-            Err(e) => return Err(format!("{e:?}")),
+            Err(e) => return Err(e.to_string()),
         }
         let disk = &self.disk;
         self.driver.check(&mut self.mem, seed, |sector| {

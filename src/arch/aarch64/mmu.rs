@@ -49,13 +49,15 @@ struct Table([u64; ENTRIES]);
 struct Pool {
     tables: [Table; POOL],
     used: usize,
-    root: usize,
+    /// The live root table's index + 1 (0: none yet). Zero-initialised so
+    /// the pool stays in BSS instead of the image file.
+    live_root: usize,
 }
 
 static POOL_TABLES: Mutex<Pool> = Mutex::new(Pool {
     tables: [const { Table([0; ENTRIES]) }; POOL],
     used: 0,
-    root: usize::MAX,
+    live_root: 0,
 });
 
 /// Errors from building the map.
@@ -63,6 +65,8 @@ static POOL_TABLES: Mutex<Pool> = Mutex::new(Pool {
 pub enum MapError {
     /// The fixed table pool is exhausted.
     OutOfTables,
+    /// The final map is not live yet.
+    NotLive,
 }
 
 impl Pool {
@@ -140,7 +144,7 @@ impl Pool {
     /// Break-before-make when the live map changes a valid entry.
     fn replace(&mut self, t: usize, idx: usize, new: u64) {
         let slot = &mut self.tables[t].0[idx];
-        if *slot & VALID != 0 && self.root != usize::MAX {
+        if *slot & VALID != 0 && self.live_root != 0 {
             *slot = 0;
             tlb_flush();
         }
@@ -255,7 +259,7 @@ pub fn enable_final(ram: &[(u64, u64)]) -> Result<(), MapError> {
     let ttbr = build(ram)?;
     switch_to(ttbr);
     let mut p = POOL_TABLES.lock();
-    p.root = p.index_of(ttbr);
+    p.live_root = p.index_of(ttbr) + 1;
     Ok(())
 }
 
@@ -272,7 +276,9 @@ pub fn map_device(base: u64, size: u64) -> Result<(), MapError> {
 
 fn map_live(base: u64, size: u64, attr: Attr) -> Result<(), MapError> {
     let mut p = POOL_TABLES.lock();
-    let root = p.root;
+    let Some(root) = p.live_root.checked_sub(1) else {
+        return Err(MapError::NotLive);
+    };
     let start = base & !0xfff;
     let end = (base + size + 0xfff) & !0xfff;
     p.map(root, 0, start, end - start, attr)?;

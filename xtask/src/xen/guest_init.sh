@@ -1,7 +1,8 @@
 #!/bin/sh
 # Backplane's guest /init (busybox). xtask fills in @MODULES@ (load order).
 # Kernel command line: bp.test=<name> (default smoke), bp.tag=<prefix> (default GUEST),
-# bp.end=poweroff|hold|shell (default poweroff).
+# bp.end=poweroff|hold|shell (default poweroff), bp.nomodules=1 (load no module: no
+# driver claims the virtio windows, so /dev/mem reaches them), bp.delay=<s> (sleep first).
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
@@ -20,9 +21,13 @@ END=$(arg bp.end poweroff)
 say() { echo "$TAG: $*"; }
 
 say "init: kernel $(uname -r), test=$TEST"
-for m in @MODULES@; do
-    insmod "/lib/modules/$m.ko" 2>/dev/null || say "insmod $m failed"
-done
+if [ "$(arg bp.nomodules 0)" = 1 ]; then
+    say "init: no modules loaded (bp.nomodules=1)"
+else
+    for m in @MODULES@; do
+        insmod "/lib/modules/$m.ko" 2>/dev/null || say "insmod $m failed"
+    done
+fi
 
 # One marker line per virtio device and per thing it became.
 devices() {
@@ -84,21 +89,143 @@ rng_read() {
 }
 
 # Console: one line from the host through the served virtio-console, echoed back.
+# Raw mode, no echo: the host must see exactly `echo: <line>\n`.
 console_echo() {
     c=""
     for h in /dev/hvc0 /dev/hvc1; do [ -c "$h" ] && c=$h; done
     [ -n "$c" ] || { say "console: no /dev/hvc*"; return 1; }
-    if read -t 30 line < "$c"; then
-        echo "echo: $line" > "$c"
-        say "console line=$line"
+    exec 3<>"$c"
+    stty raw -echo <&3
+    if read -t 30 line <&3; then
+        echo "echo: $line" >&3
+        say "console $c line=$line"
+        exec 3>&-
     else
-        say "console: no line within 30 s"; return 1
+        say "console: no line within 30 s"; exec 3>&-; return 1
     fi
+}
+
+# Network: static address, 5 pings to the host peer (10.0.2.2) behind QEMU's UDP tunnel.
+net_ping() {
+    [ -e /sys/class/net/eth0 ] || { say "net: no eth0"; return 1; }
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || { say "net: ip failed"; return 1; }
+    out=$(ping -c 5 -i 0.2 -W 3 10.0.2.2 2>&1) || true
+    case "$out" in *Usage*|*usage*|*"invalid"*) out=$(ping -c 5 -W 3 10.0.2.2 2>&1) ;; esac
+    say "net: $(echo "$out" | grep 'packets transmitted')"
+    say "net: arp $(ip neigh show 10.0.2.2 | tr '\n' ' ')"
+    echo "$out" | grep -q ' 5 packets received'
 }
 
 test_disk() { devices; disk_rw; }
 test_full() { devices; disk_rw && rng_read; }
 test_fullcon() { devices; disk_rw && rng_read && console_echo; }
+test_all() { devices; disk_rw && rng_read && console_echo && net_ping; }
+
+# ---- a hostile driver: the blk window by hand through /dev/mem ----
+# Needs bp.nomodules=1 (no driver claims the window; IO_STRICT_DEVMEM) and mem=240M
+# (the top 16 MiB of the 256 MiB bank are then not Linux's RAM, so /dev/mem may write
+# rings there and Backplane can still map them: they are the domain's memory).
+HW=$((0x02000000))          # blk window (libxl slot 0)
+HB=$((0x4F000000))          # rings and buffers: desc +0, avail +0x1000, used +0x2000,
+                            # header +0x3000, data +0x4000, status +0x5000
+hx() { printf '0x%x' $(($1)); }
+rd() { devmem "$(hx $((HW + $1)))" 32; }
+wr() { devmem "$(hx $((HW + $1)))" 32 "$(hx "$2")"; }
+mw() { devmem "$(hx "$1")" "$2" "$(hx "$3")"; }
+mr() { devmem "$(hx "$1")" "$2"; }
+# desc INDEX ADDR LEN FLAGS NEXT
+desc() {
+    a=$((HB + 16 * $1))
+    mw $a 64 "$2"; mw $((a + 8)) 32 "$3"; mw $((a + 12)) 32 $(($4 | ($5 << 16)))
+}
+# setup DESC AVAIL USED: reset, ACK|DRIVER, VERSION_1, FEATURES_OK, queue 0 (8 entries), DRIVER_OK
+hs_setup() {
+    mw $((HB + 0x1000)) 32 0; mw $((HB + 0x1004)) 32 0; mw $((HB + 0x2000)) 32 0
+    mw $((HB + 0x5000)) 8 0xff
+    wr 0x70 0; wr 0x70 1; wr 0x70 3
+    wr 0x24 1; wr 0x20 1; wr 0x24 0; wr 0x20 0
+    wr 0x70 11
+    [ $(($(rd 0x70) & 8)) -ne 0 ] || { say "hostile: FEATURES_OK refused: status $(rd 0x70)"; return 1; }
+    wr 0x30 0; wr 0x38 8
+    wr 0x80 $(($1 & 0xffffffff)); wr 0x84 $(($1 >> 32))
+    wr 0x90 $(($2 & 0xffffffff)); wr 0x94 $(($2 >> 32))
+    wr 0xa0 $(($3 & 0xffffffff)); wr 0xa4 $(($3 >> 32))
+    wr 0x44 1
+    wr 0x70 15
+}
+hs_rings() { hs_setup $HB $((HB + 0x1000)) $((HB + 0x2000)); }
+# A blk read of sector 0 into data: header, data (512, device-writable), status.
+hs_good_chain() {
+    mw $((HB + 0x3000)) 64 0; mw $((HB + 0x3008)) 64 0
+    desc 0 $((HB + 0x3000)) 16 1 1
+    desc 1 $((HB + 0x4000)) 512 3 2
+    desc 2 $((HB + 0x5000)) 1 2 0
+}
+# avail IDX: ring[0] = head 0, avail.idx = IDX
+hs_avail() { mw $((HB + 0x1004)) 16 0; mw $((HB + 0x1000)) 32 $(($1 << 16)); }
+# Notify queue 0 and report: needs_reset must be set, and a reset must clear the status.
+hs_expect_reset() {
+    before=$(rd 0x70)
+    wr 0x50 0
+    st=$(rd 0x70)
+    wr 0x70 0
+    after=$(rd 0x70)
+    ok=0; [ $((st & 64)) -ne 0 ] && [ $((after)) -eq 0 ] && ok=1
+    say "hostile case=$1 status_before=$before status_after_notify=$st needs_reset=$(((st >> 6) & 1)) after_reset=$after ok=$ok"
+    [ $ok = 1 ]
+}
+
+test_hostile() {
+    fail=0
+    magic=$(rd 0); id=$(rd 8)
+    say "hostile: window magic=$magic device=$id version=$(rd 4)"
+    [ $((magic)) -eq $((0x74726976)) ] && [ $((id)) -eq 2 ] || return 1
+    grep -q "System RAM" /proc/iomem && say "hostile: RAM $(grep 'System RAM' /proc/iomem | tr -s ' ' | tr '\n' ' ')"
+    # (a) a request header outside the guest's RAM (64 GiB: no frame there)
+    hs_rings || fail=1
+    hs_good_chain; desc 0 $((0x1000000000)) 16 1 1; hs_avail 1
+    hs_expect_reset desc-outside-ram || fail=1
+    # (b) a descriptor whose next is itself
+    hs_rings || fail=1
+    hs_good_chain; desc 0 $((HB + 0x3000)) 16 1 0; hs_avail 1
+    hs_expect_reset desc-loop || fail=1
+    # (c) avail.idx 100 ahead with 8 entries
+    hs_rings || fail=1
+    hs_good_chain; hs_avail 100
+    hs_expect_reset avail-jump || fail=1
+    # (d) the descriptor table outside RAM (between the banks)
+    hs_setup $((0x180000000)) $((HB + 0x1000)) $((HB + 0x2000)) || fail=1
+    hs_good_chain; hs_avail 1
+    hs_expect_reset ring-outside-ram || fail=1
+    # (e) the device works again: a well-formed read of sector 0
+    hs_rings || fail=1
+    hs_good_chain; hs_avail 1
+    wr 0x50 0
+    st=$(rd 0x70); used=$(mr $((HB + 0x2000)) 32); bst=$(mr $((HB + 0x5000)) 8)
+    data=""
+    for o in 0 4 8 12; do
+        w=$(mr $((HB + 0x4000 + o)) 32)
+        data="$data$(printf '%08x' $((w)) | sed 's/\(..\)\(..\)\(..\)\(..\)/\4\3\2\1/')"
+    done
+    ok=0; [ $((st)) -eq 15 ] && [ $((used >> 16)) -eq 1 ] && [ $((bst)) -eq 0 ] && ok=1
+    say "hostile case=good-read status=$st used_idx=$((used >> 16)) blk_status=$bst sector0=$data ok=$ok"
+    [ $ok = 1 ] || fail=1
+    wr 0x70 0
+    [ $fail = 0 ]
+}
+
+# One domU writes its disk in a loop and crashes its kernel with the writes in flight.
+test_crashio() {
+    devices
+    [ -b /dev/vda ] || { say "crash: no /dev/vda"; return 1; }
+    ( while :; do dd if=/dev/zero of=/dev/vda bs=64k count=32 seek=64 oflag=direct 2>/dev/null; done ) &
+    ( while :; do dd if=/dev/vda of=/dev/null bs=64k count=32 skip=96 iflag=direct 2>/dev/null; done ) &
+    sleep "$(arg bp.crashafter 3)"
+    say "crash: vda $(awk '$3=="vda"{print "reads="$4" writes="$8}' /proc/diskstats), crashing now"
+    echo c > /proc/sysrq-trigger
+    say "crash: still alive"
+    return 1
+}
 
 # dom0 stand-in (Linux as dom0 while testing the plumbing): report and stay up.
 test_dom0() {
@@ -108,6 +235,8 @@ test_dom0() {
 }
 
 # ---- run ----
+d=$(arg bp.delay 0)
+[ "$d" != 0 ] && { say "init: waiting ${d} s"; sleep "$d"; }
 if type "test_$TEST" >/dev/null 2>&1; then
     if "test_$TEST"; then say "test $TEST PASS"; else say "test $TEST FAIL"; fi
 else
