@@ -89,7 +89,7 @@ pub fn boot(e: EntryFacts) -> ! {
 
     let ram: u64 = info.memory.iter().map(|r| r.1).sum();
     log::info!(
-        "backplane: ready el={} gic={} ram={}MiB load={:#x} dtb={:#x} heap={}KiB boot={}us",
+        "backplane: ready el={} gic={} ram={}MiB load={:#x} dtb={:#x} heap={}KiB heap-used={}KiB boot={}us",
         e.entry_el,
         match info.gic {
             GicInfo::V2 { .. } => "v2",
@@ -99,6 +99,7 @@ pub fn boot(e: EntryFacts) -> ! {
         e.load_addr,
         e.dtb,
         heap_size >> 10,
+        heap::usage().0 >> 10,
         arch::now_us().saturating_sub(t0)
     );
     crate::modes::run(info, (heap_start, heap_size))

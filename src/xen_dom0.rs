@@ -10,6 +10,7 @@ use backplane::hyp::xen::{HypervisorInfo, MmioAccess, Xen};
 use backplane::platform::dt::{HypervisorNode, MachineInfo};
 use backplane::virtio::GuestMemory;
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Xen's fixed guest RAM layout on Arm (GUEST_RAM0 / GUEST_RAM1): what a
 /// domU's virtqueue addresses may name. Frames the guest does not have fail
@@ -21,7 +22,23 @@ const GUEST_RAM_BANKS: [(u64, u64); 2] =
 /// tick when no trap arrives.
 const TICK_US: u64 = 2_000;
 
-fn on_upcall() {}
+static UPCALLS: AtomicU32 = AtomicU32::new(0);
+
+fn on_upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Waits (interrupts on) up to 100 ms for the event-channel PPI to be taken.
+fn wait_upcall(_: &Xen<backplane::hyp::xen::Hvc>) -> bool {
+    let before = UPCALLS.load(Ordering::Relaxed);
+    let deadline = arch::now_us() + 100_000;
+    arch::irq_enable();
+    while UPCALLS.load(Ordering::Relaxed) == before && arch::now_us() < deadline {
+        core::hint::spin_loop();
+    }
+    arch::irq_disable();
+    UPCALLS.load(Ordering::Relaxed) != before
+}
 
 /// Runs dom0 mode. Never returns.
 pub fn run(info: MachineInfo, node: &HypervisorNode) -> ! {
@@ -58,6 +75,16 @@ pub fn run(info: MachineInfo, node: &HypervisorNode) -> ! {
         }
     }
     gic::enable(xen.evtchn_ppi(), on_upcall);
+    let probe = hub.guests().first().copied().filter(|_| served_guests > 0);
+    let failed = backplane::hyp::xen::selfcheck::run(
+        &mut xen,
+        node.regions.first().copied(),
+        probe,
+        &wait_upcall,
+    );
+    if failed > 0 {
+        log::error!("xen: {failed} dom0 self-check(s) failed");
+    }
     timer::start_tick(info.vtimer_intid, TICK_US);
     log::info!(
         "backplane: ready as Xen dom0: {} device(s) for {} guest(s) ({} not served)",

@@ -3,6 +3,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use std::process::Command;
 
+mod bench_boot;
 mod bench_standalone;
 mod boot_tests;
 mod deps;
@@ -122,7 +123,18 @@ fn main() -> Result<()> {
         },
         Cmd::Bench { what } => match what.as_str() {
             "standalone" => bench_standalone::run()?,
-            _ => bail!("unknown benchmark {what:?} (known: standalone)"),
+            "boot" => bench_boot::run()?,
+            "core" => {
+                let ok = Command::new("cargo")
+                    .args(["run", "--release", "-p", "bench-core"])
+                    .current_dir(project_root())
+                    .status()?
+                    .success();
+                if !ok {
+                    bail!("bench core failed");
+                }
+            }
+            _ => bail!("unknown benchmark {what:?} (known: standalone, core)"),
         },
         Cmd::Test { only } => {
             if !test(&only)? {

@@ -13,6 +13,8 @@ pub struct RunOutput {
     pub timed_out: bool,
     /// Wall time until exit (or kill).
     pub elapsed: Duration,
+    /// Wall time until the first stop marker was seen, if one was.
+    pub ready_at: Option<Duration>,
 }
 
 impl RunOutput {
@@ -99,6 +101,7 @@ pub fn run_until(
     });
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let mut ready_at = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(l) => {
@@ -108,6 +111,7 @@ pub fn run_until(
                 let done = stop.iter().any(|m| l.contains(m));
                 lines.push(l);
                 if done {
+                    ready_at = Some(start.elapsed());
                     let _ = child.kill();
                     break;
                 }
@@ -141,5 +145,6 @@ pub fn run_until(
         lines,
         timed_out,
         elapsed: start.elapsed(),
+        ready_at,
     })
 }

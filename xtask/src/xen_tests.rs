@@ -7,6 +7,9 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod hostile;
+mod net_peer;
+
 /// The real devices Xen gives to dom0 (QEMU's virtio-mmio devices).
 pub struct Dom0Devices {
     pub extra: Vec<String>,
@@ -25,6 +28,37 @@ impl Dom0Devices {
         extra.push("-device".into());
         extra.push("virtio-rng-device".into());
         Self { extra }
+    }
+
+    /// Adds a virtconsole on a TCP chardev that QEMU serves on 127.0.0.1:`port`.
+    pub fn with_console(mut self, port: u16) -> Self {
+        self.extra.extend(
+            [
+                "-chardev",
+                &format!("socket,id=c0,host=127.0.0.1,port={port},server=on,wait=off"),
+                "-device",
+                "virtio-serial-device",
+                "-device",
+                "virtconsole,chardev=c0",
+            ]
+            .map(String::from),
+        );
+        self
+    }
+
+    /// Adds a NIC whose frames go as UDP datagrams to 127.0.0.1:`peer`, from
+    /// 127.0.0.1:`local`.
+    pub fn with_net(mut self, peer: u16, local: u16) -> Self {
+        self.extra.extend(
+            [
+                "-netdev",
+                &format!("socket,id=n0,udp=127.0.0.1:{peer},localaddr=127.0.0.1:{local}"),
+                "-device",
+                "virtio-net-device,netdev=n0",
+            ]
+            .map(String::from),
+        );
+        self
     }
 }
 
@@ -51,6 +85,23 @@ pub fn boot(
     name: &str,
     success: &[&str],
 ) -> Result<xen::RunOutcome> {
+    boot_watching(
+        xen_bin, img, dom0_args, domus, dev, name, success, &FAILURES,
+    )
+}
+
+/// [`boot`] with its own failure markers (a run where a guest crashes on purpose).
+#[allow(clippy::too_many_arguments)]
+pub fn boot_watching(
+    xen_bin: &Path,
+    img: &Image,
+    dom0_args: &str,
+    domus: Vec<DomU>,
+    dev: &Dom0Devices,
+    name: &str,
+    success: &[&str],
+    failures: &[&str],
+) -> Result<xen::RunOutcome> {
     let work = crate::project_root().join("target/xen/runs").join(name);
     std::fs::create_dir_all(&work)?;
     let boot = Boot {
@@ -67,10 +118,11 @@ pub fn boot(
     let mut run = QemuRun::new(boot, &work);
     run.extra_args = dev.extra.clone();
     let cmd = xen::boot_command(&run)?;
-    xen::run_until(cmd, &work.join("console.log"), success, &FAILURES, TIMEOUT)
+    xen::run_until(cmd, &work.join("console.log"), success, failures, TIMEOUT)
 }
 
-/// Every Xen test.
+/// Every Xen test. `BACKPLANE_XEN_TESTS=a,b` (substrings of test names) runs
+/// only some of them; the others are reported as skipped.
 pub fn run(h: &mut Harness, img: &Image) {
     let a = match xen::prepare(&crate::project_root()) {
         Ok(a) => a,
@@ -79,10 +131,31 @@ pub fn run(h: &mut Harness, img: &Image) {
             return;
         }
     };
+    // Runs share target/xen/{runs,disks}: two xtask processes must not boot at once.
+    let _lock = match lock_runs() {
+        Ok(l) => l,
+        Err(e) => {
+            h.check("xen::lock", || Ok(Outcome::Fail(format!("{e:#}"))));
+            return;
+        }
+    };
     let dir = crate::project_root().join("target/xen/disks");
     let _ = std::fs::create_dir_all(&dir);
     let dir = dir.as_path();
-    h.check("xen::linux_domu_smoke", || {
+    let filter = std::env::var("BACKPLANE_XEN_TESTS").unwrap_or_default();
+    let wanted = |name: &str| {
+        filter.is_empty() || filter.split(',').any(|f| !f.is_empty() && name.contains(f))
+    };
+    let mut check = |name: &str, f: &mut dyn FnMut() -> Result<Outcome>| {
+        if wanted(name) {
+            h.check(name, f);
+        } else {
+            h.check(name, || {
+                Ok(Outcome::Skip("not in BACKPLANE_XEN_TESTS".into()))
+            });
+        }
+    };
+    check("xen::linux_domu_smoke", &mut || {
         let disk = fresh_disk(dir, "smoke")?;
         let dev = Dom0Devices::disks_and_rng(&[&disk]);
         let out = boot(
@@ -96,36 +169,67 @@ pub fn run(h: &mut Harness, img: &Image) {
         )?;
         check_passed(&out)
     });
-    for vcpus in [1u32, 2] {
-        h.check(&format!("xen::linux_domu_disk_rng_{vcpus}vcpu"), || {
-            let disk = fresh_disk(dir, &format!("full{vcpus}"))?;
-            let dev = Dom0Devices::disks_and_rng(&[&disk]);
-            let out = boot(
-                &a.xen_ioreq,
-                img,
-                "",
-                vec![linux_domu(&a, "full", 2, vcpus)],
-                &dev,
-                &format!("full{vcpus}"),
-                &["GUEST: test full PASS"],
-            )?;
-            check_passed(&out)?;
-            let log = std::fs::read_to_string(&out.log)?;
-            check_disk_line(&log, "GUEST", &disk)?;
-            ensure(log.contains("GUEST: rng bytes=64"), || {
-                "no entropy line".into()
-            })?;
-            ensure(log.contains("vda size=33554432"), || {
-                "the domU saw the wrong disk size".into()
-            })?;
-            Ok(Outcome::Pass)
+    // One boot with all four served devices; three checks read its results.
+    let mut all: Option<Result<AllDevices, String>> = None;
+    check("xen::linux_domu_disk_rng_1vcpu", &mut || {
+        let run = all_devices(&a, img, dir);
+        let r = run.as_ref().map_err(|e| format!("{e:#}")).and_then(|r| {
+            r.disk_rng().map_err(|e| format!("{e:#}"))?;
+            Ok(())
         });
-    }
-    h.check("xen::two_domus_each_own_disk", || {
+        all = Some(run.map_err(|e| format!("{e:#}")));
+        Ok(match r {
+            Ok(()) => Outcome::Pass,
+            Err(e) => Outcome::Fail(e),
+        })
+    });
+    check("xen::console_round_trip", &mut || {
+        let r = all
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the all-devices run was not made"))?;
+        let r = r
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("the all-devices run failed: {e}"))?;
+        r.console()?;
+        Ok(Outcome::Pass)
+    });
+    check("xen::net_ping", &mut || {
+        let r = all
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the all-devices run was not made"))?;
+        let r = r
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("the all-devices run failed: {e}"))?;
+        r.net()?;
+        Ok(Outcome::Pass)
+    });
+    check("xen::linux_domu_disk_rng_2vcpu", &mut || {
+        let disk = fresh_disk(dir, "full2")?;
+        let dev = Dom0Devices::disks_and_rng(&[&disk]);
+        let out = boot(
+            &a.xen_ioreq,
+            img,
+            "",
+            vec![linux_domu(&a, "full", 2, 2)],
+            &dev,
+            "full2",
+            &["GUEST: test full PASS"],
+        )?;
+        check_passed(&out)?;
+        let log = std::fs::read_to_string(&out.log)?;
+        check_disk_line(&log, "GUEST", &disk)?;
+        ensure(log.contains("GUEST: rng bytes=64"), || {
+            "no entropy line".into()
+        })?;
+        ensure(log.contains("vda size=33554432"), || {
+            "the domU saw the wrong disk size".into()
+        })?;
+        Ok(Outcome::Pass)
+    });
+    check("xen::two_domus_each_own_disk", &mut || {
         let d1 = fresh_disk(dir, "two-a")?;
         let d2 = fresh_disk(dir, "two-b")?;
         let dev = Dom0Devices::disks_and_rng(&[&d1, &d2]);
-        let plan = "backplane.plan=1:blk@0x2000000/33=virtio-blk0;2:blk@0x2000000/33=virtio-blk1";
         let mut g1 = linux_domu(&a, "disk", 1, 1);
         g1.bootargs.push_str(" bp.tag=GUESTA");
         let mut g2 = linux_domu(&a, "disk", 1, 1);
@@ -133,7 +237,7 @@ pub fn run(h: &mut Harness, img: &Image) {
         let out = boot(
             &a.xen_ioreq,
             img,
-            plan,
+            TWO_DISKS_PLAN,
             vec![g1, g2],
             &dev,
             "two",
@@ -145,21 +249,187 @@ pub fn run(h: &mut Harness, img: &Image) {
         check_disk_line(&log, "GUESTB", &d2)?;
         Ok(Outcome::Pass)
     });
-    h.check("xen::debian_xen_without_ioreq_is_reported", || {
+    check("xen::hostile_driver_next_to_good_domu", &mut || {
+        hostile::hostile_driver(&a, img, dir)
+    });
+    check("xen::domu_crash_with_io_in_flight", &mut || {
+        hostile::crash_with_io(&a, img, dir)
+    });
+    check("xen::debian_xen_without_ioreq_is_reported", &mut || {
         let disk = fresh_disk(dir, "negative")?;
         let dev = Dom0Devices::disks_and_rng(&[&disk]);
         let msg = "this Xen has no IOREQ server support (CONFIG_IOREQ_SERVER); guests' virtio devices are not served";
         // No virtio nodes in the guest: it must not probe a window nobody serves.
-        let out = boot(&a.xen_debian, img, "", vec![linux_domu(&a, "smoke", 0, 1)], &dev, "negative",
-            &[msg, "backplane: ready as Xen dom0", "GUEST: test smoke PASS"])?;
+        let out = boot(
+            &a.xen_debian,
+            img,
+            "",
+            vec![linux_domu(&a, "smoke", 0, 1)],
+            &dev,
+            "negative",
+            &[
+                msg,
+                "backplane: ready as Xen dom0",
+                "GUEST: test smoke PASS",
+            ],
+        )?;
         check_passed(&out)
     });
 }
 
-const TIMEOUT: Duration = Duration::from_secs(120);
+/// Guest 1 and guest 2 each get their own disk (virtio-blk0 and virtio-blk1) at slot 0.
+pub const TWO_DISKS_PLAN: &str =
+    "backplane.plan=1:blk@0x2000000/33=virtio-blk0;2:blk@0x2000000/33=virtio-blk1";
+
+/// The line the host sends through the served console.
+const CONSOLE_LINE: &str = "hello from the host through Backplane";
+
+/// The all-devices run: its log, the disk, and what the host peers saw.
+struct AllDevices {
+    log: String,
+    disk: PathBuf,
+    console: crate::peers::ConsoleTalk,
+    net: net_peer::NetCounts,
+}
+
+/// Boots one domU with blk, rng, console and net served, with the host's
+/// console client and network peer attached.
+fn all_devices(a: &XenArtifacts, img: &Image, dir: &Path) -> Result<AllDevices> {
+    use crate::peers::{ConsoleClient, free_tcp_port, free_udp_port};
+    let disk = fresh_disk(dir, "full1")?;
+    let life = TIMEOUT + Duration::from_secs(5);
+    let peer = net_peer::NetPeer::start(life)?;
+    let local = free_udp_port()?;
+    let con_port = free_tcp_port()?;
+    let dev = Dom0Devices::disks_and_rng(&[&disk])
+        .with_console(con_port)
+        .with_net(peer.port(), local);
+    let client = ConsoleClient::start(con_port, CONSOLE_LINE, life);
+    let out = boot(
+        &a.xen_ioreq,
+        img,
+        "",
+        vec![linux_domu(a, "all", 4, 1)],
+        &dev,
+        "full1",
+        &["GUEST: test all PASS"],
+    );
+    let console = client.finish();
+    let net = peer.finish();
+    let out = out?;
+    let log = std::fs::read_to_string(&out.log)?;
+    if !out.passed {
+        // Each check says what it misses; keep the run's ending for the first one.
+        let why = format!(
+            "{}; log {}:\n{}",
+            out.reason,
+            out.log.display(),
+            tail(&log, 30)
+        );
+        if !log.contains("GUEST: disk wrote=") {
+            anyhow::bail!(why);
+        }
+        eprintln!("xen: all-devices run: {why}");
+    }
+    Ok(AllDevices {
+        log,
+        disk,
+        console,
+        net,
+    })
+}
+
+impl AllDevices {
+    fn disk_rng(&self) -> Result<()> {
+        check_disk_line(&self.log, "GUEST", &self.disk)?;
+        ensure(self.log.contains("GUEST: rng bytes=64"), || {
+            "no entropy line".into()
+        })?;
+        ensure(self.log.contains("vda size=33554432"), || {
+            "the domU saw the wrong disk size".into()
+        })
+    }
+
+    fn console(&self) -> Result<()> {
+        let t = &self.console;
+        ensure(t.connected && t.sent, || {
+            format!("the host client could not talk to QEMU's chardev: {t:?}")
+        })?;
+        ensure(
+            self.log.lines().any(|l| {
+                l.contains("GUEST: console /dev/hvc")
+                    && l.ends_with(&format!(" line={CONSOLE_LINE}"))
+            }),
+            || {
+                format!(
+                    "the domU did not read the host's line from its hvc: {}",
+                    grep(&self.log, "GUEST: console")
+                )
+            },
+        )?;
+        ensure(t.echoed(CONSOLE_LINE), || {
+            format!(
+                "the host did not get the echo back; it got {:?}",
+                t.received
+            )
+        })
+    }
+
+    fn net(&self) -> Result<()> {
+        let n = self.net;
+        let line = grep(&self.log, "GUEST: net:");
+        ensure(
+            self.log
+                .contains("5 packets transmitted, 5 packets received"),
+            || format!("the domU did not get 5 replies: {line}; peer saw {n:?}"),
+        )?;
+        ensure(
+            n.arp_requests >= 1 && n.echo_requests >= 5 && n.bad_checksums == 0,
+            || {
+                format!(
+                    "the peer counted {n:?} (want >= 1 ARP, >= 5 echo requests, no bad checksums)"
+                )
+            },
+        )
+    }
+}
+
+/// Serializes Xen runs across xtask processes (they share run and disk paths).
+fn lock_runs() -> Result<std::fs::File> {
+    let path = crate::project_root().join("target/xen/xen-tests.lock");
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "xen: another xtask is running Xen tests ({} is locked); waiting",
+                path.display()
+            );
+            f.lock()?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    Ok(f)
+}
+
+/// The lines of `log` that contain `pat`, joined.
+fn grep(log: &str, pat: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(pat)).collect();
+    if lines.is_empty() {
+        format!("(no line with {pat:?})")
+    } else {
+        lines.join(" | ")
+    }
+}
+
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(120);
 const FAILURES: [&str; 4] = ["backplane: fatal", " FAIL", "Oops", "Kernel panic"];
 
-fn fresh_disk(dir: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn fresh_disk(dir: &Path, name: &str) -> Result<PathBuf> {
     let disk = dir.join(format!("{name}.img"));
     let data: Vec<u8> = (0..32u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
@@ -168,7 +438,7 @@ fn fresh_disk(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(disk)
 }
 
-fn check_passed(out: &xen::RunOutcome) -> Result<Outcome> {
+pub(crate) fn check_passed(out: &xen::RunOutcome) -> Result<Outcome> {
     let log = std::fs::read_to_string(&out.log).unwrap_or_default();
     ensure(out.passed, || {
         format!(
@@ -183,7 +453,7 @@ fn check_passed(out: &xen::RunOutcome) -> Result<Outcome> {
 
 /// The guest's `disk wrote=... md5=W readback=R` line must show W == R, and
 /// the host file's 16 MiB at 4 MiB must hash to W as well.
-fn check_disk_line(log: &str, tag: &str, disk: &Path) -> Result<()> {
+pub(crate) fn check_disk_line(log: &str, tag: &str, disk: &Path) -> Result<()> {
     let prefix = format!("{tag}: disk wrote=16MiB at=4MiB md5=");
     let line = log
         .lines()
@@ -221,7 +491,7 @@ fn md5_hex(data: &[u8]) -> Result<String> {
         .to_string())
 }
 
-fn tail(s: &str, n: usize) -> String {
+pub(crate) fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

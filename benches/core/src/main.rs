@@ -109,7 +109,7 @@ const STATUS_UNSUPP: u8 = 2;
 /// Request `k` of a batch: (is a write, first sector).
 fn request(k: u16) -> (bool, u64) {
     let sector = u64::from(k / 2) * (BLOCK / SECTOR) as u64 * 3;
-    (k % 2 == 0, sector)
+    (k.is_multiple_of(2), sector)
 }
 
 fn head(k: u16) -> u16 {

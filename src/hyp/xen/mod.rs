@@ -24,6 +24,8 @@ pub mod hypercall;
 pub mod ioreq;
 pub mod memory;
 pub mod ops;
+#[cfg(target_os = "none")]
+pub mod selfcheck;
 
 #[cfg(target_os = "none")]
 pub use console::{console_read, console_write};
@@ -345,6 +347,15 @@ impl<H: XenOps + Clone> Xen<H> {
         } = guest;
         mem.release();
         server.destroy()
+    }
+
+    /// Guest `domid`'s memory as the device core sees it.
+    pub fn guest_memory(&mut self, domid: u16) -> Option<&mut dyn GuestMemory> {
+        self.guests
+            .iter_mut()
+            .flatten()
+            .find(|g| g.domid == domid)
+            .map(|g| &mut g.mem as &mut dyn GuestMemory)
     }
 
     /// Injects `spi` into guest `domid`.

@@ -43,8 +43,7 @@ pub struct NetPeer {
 impl NetPeer {
     /// Binds 127.0.0.1 on a free port; answers for at most `life`.
     pub fn start(life: Duration) -> Result<Self> {
-        let sock =
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the network peer")?;
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the network peer")?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let port = sock.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -250,7 +249,10 @@ mod tests {
     #[test]
     fn checksum_matches_rfc1071_example() {
         // RFC 1071 §3: 0001 f203 f4f5 f6f7 sums to ddf2, checksum 220d.
-        assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d);
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0x220d
+        );
         assert_eq!(checksum(&[0xff]), !0xff00);
     }
 
