@@ -6,6 +6,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use backplane::arch::aarch64::{self as arch, gic};
 use backplane::backends::looped::{LoopConsole, LoopNet};
 use backplane::backends::mem::MemDisk;
 use backplane::backends::virtio::{VirtioBlock, VirtioConsole, VirtioNet, VirtioRng};
@@ -23,10 +24,10 @@ type T = MmioTransport<'static>;
 /// Real virtio devices found in the device tree, by kind, in probe order.
 #[derive(Default)]
 pub struct RealDevices {
-    blk: Vec<Option<(u64, T)>>,
-    net: Vec<Option<(u64, T)>>,
-    console: Vec<Option<(u64, T)>>,
-    rng: Vec<Option<(u64, T)>>,
+    blk: Vec<Option<(u64, u32, T)>>,
+    net: Vec<Option<(u64, u32, T)>>,
+    console: Vec<Option<(u64, u32, T)>>,
+    rng: Vec<Option<(u64, u32, T)>>,
 }
 
 impl RealDevices {
@@ -52,7 +53,7 @@ impl RealDevices {
                     continue;
                 }
             };
-            list.push(Some((n.base, t)));
+            list.push(Some((n.base, n.intid, t)));
         }
         log::info!(
             "probe: real virtio devices: {} blk, {} net, {} console, {} rng",
@@ -64,12 +65,13 @@ impl RealDevices {
         out
     }
 
-    /// The `index`th real disk's transport, if no planned device took it.
-    pub fn take_block(&mut self, index: usize) -> Option<T> {
-        self.take(Kind::Block, index).map(|(_, t)| t)
+    /// The `index`th real disk's interrupt and transport, if no planned
+    /// device took it.
+    pub fn take_block_irq(&mut self, index: usize) -> Option<(u32, T)> {
+        self.take(Kind::Block, index).map(|(_, i, t)| (i, t))
     }
 
-    fn take(&mut self, kind: Kind, index: usize) -> Option<(u64, T)> {
+    fn take(&mut self, kind: Kind, index: usize) -> Option<(u64, u32, T)> {
         let list = match kind {
             Kind::Block => &mut self.blk,
             Kind::Net => &mut self.net,
@@ -77,6 +79,14 @@ impl RealDevices {
             Kind::Rng => &mut self.rng,
         };
         list.get_mut(index).and_then(Option::take)
+    }
+}
+
+/// Runs only if a disk interrupt is taken with IRQs unmasked: mask it at the
+/// GIC so a level line the backend has not acknowledged yet cannot storm.
+pub fn mask_stray_disk_interrupt() {
+    if let Some(intid) = gic::current() {
+        gic::disable(intid);
     }
 }
 
@@ -92,13 +102,21 @@ fn build(e: &Entry, real: &mut RealDevices) -> Result<(Box<dyn VirtioDevice>, St
     };
     Ok(match (&e.backing, e.kind) {
         (Backing::Virtio { kind, index }, _) => {
-            let (base, t) = real
+            let (base, intid, t) = real
                 .take(*kind, *index)
                 .ok_or_else(|| missing(*kind, *index))?;
             match kind {
                 Kind::Block => {
-                    let b = VirtioBlock::<IdentityHal, T>::new(t)
+                    let mut b = VirtioBlock::<IdentityHal, T>::new(t)
                         .map_err(|err| failed("virtio-blk", base, err))?;
+                    if intid >= 32 {
+                        // Sleep until the disk completes. The line is level
+                        // and IRQs stay masked in PSTATE while a backend
+                        // waits, so `wfi` wakes on it without taking it; the
+                        // backend acknowledges the device, which drops it.
+                        gic::enable(intid, mask_stray_disk_interrupt);
+                        b = b.with_idle(arch::wait_for_interrupt);
+                    }
                     let label = format!("{}@{base:#x}", b.describe());
                     (Box::new(Block::new(Box::new(b))), label)
                 }

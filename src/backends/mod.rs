@@ -5,7 +5,7 @@
 //! implementations for tests, benches and the loopback mode live in [`mem`];
 //! drivers of real hardware (virtio-drivers clients, UARTs) live next to them
 //! and implement the same traits.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod looped;
 pub mod mem;

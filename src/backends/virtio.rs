@@ -3,6 +3,11 @@
 //! Generic over the crate's `Hal` and `Transport`, so they build and test on
 //! the host; the image instantiates them with its identity-map DMA `Hal`
 //! (platform::dma) and QEMU's (or the board's) virtio-mmio transports.
+//!
+//! The one unsafe use here is virtio-drivers' non-blocking block API, which
+//! lets the CPU sleep (`wfi`) until the disk completes instead of spinning;
+//! its contract is local to one function (see `VirtioBlock::transfer`).
+#![allow(unsafe_code)]
 use super::{
     BlockBackend, BlockError, ConsoleBackend, EntropyBackend, EntropyError, NetBackend, NetError,
     SECTOR_SIZE,
@@ -10,7 +15,7 @@ use super::{
 use alloc::string::String;
 use core::fmt::Write;
 use virtio_drivers::Hal;
-use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::device::rng::VirtIORng;
@@ -22,6 +27,7 @@ pub struct VirtioBlock<H: Hal, T: Transport> {
     id: [u8; 20],
     id_len: usize,
     errors: u64,
+    idle: Option<fn()>,
 }
 
 impl<H: Hal, T: Transport> VirtioBlock<H, T> {
@@ -35,7 +41,66 @@ impl<H: Hal, T: Transport> VirtioBlock<H, T> {
             id,
             id_len,
             errors: 0,
+            idle: None,
         })
+    }
+
+    /// Waits for completions with `idle` (e.g. `wfi` with the disk's
+    /// interrupt enabled at the GIC) instead of spinning on the used ring.
+    pub fn with_idle(mut self, idle: fn()) -> Self {
+        self.dev.enable_interrupts();
+        self.idle = Some(idle);
+        self
+    }
+
+    /// One request, submitted without blocking; waits with `idle` until the
+    /// device returns it, then completes it.
+    fn transfer(
+        &mut self,
+        sector: u64,
+        read: Option<&mut [u8]>,
+        write: Option<&[u8]>,
+    ) -> virtio_drivers::Result {
+        let Some(idle) = self.idle else {
+            return match (read, write) {
+                (Some(b), _) => self.dev.read_blocks(sector as usize, b),
+                (_, Some(d)) => self.dev.write_blocks(sector as usize, d),
+                _ => Ok(()),
+            };
+        };
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        match (read, write) {
+            (Some(buf), _) => {
+                // SAFETY: `req`, `buf` and `resp` live on this frame and are
+                // neither moved nor touched until `complete_read_blocks`
+                // below, which runs before they go out of scope.
+                let token = unsafe {
+                    self.dev
+                        .read_blocks_nb(sector as usize, &mut req, buf, &mut resp)
+                }?;
+                while self.dev.peek_used() != Some(token) {
+                    idle();
+                }
+                self.dev.ack_interrupt();
+                // SAFETY: the same token and buffers as the submission.
+                unsafe { self.dev.complete_read_blocks(token, &req, buf, &mut resp) }
+            }
+            (_, Some(data)) => {
+                // SAFETY: as above, for `complete_write_blocks`.
+                let token = unsafe {
+                    self.dev
+                        .write_blocks_nb(sector as usize, &mut req, data, &mut resp)
+                }?;
+                while self.dev.peek_used() != Some(token) {
+                    idle();
+                }
+                self.dev.ack_interrupt();
+                // SAFETY: the same token and buffers as the submission.
+                unsafe { self.dev.complete_write_blocks(token, &req, data, &mut resp) }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A short description for status lines.
@@ -80,7 +145,7 @@ where
         if !buf.len().is_multiple_of(SECTOR_SIZE) {
             return Err(BlockError::Io);
         }
-        let r = self.dev.read_blocks(sector as usize, buf);
+        let r = self.transfer(sector, Some(buf), None);
         self.io(r)
     }
 
@@ -91,7 +156,7 @@ where
         if !data.len().is_multiple_of(SECTOR_SIZE) {
             return Err(BlockError::Io);
         }
-        let r = self.dev.write_blocks(sector as usize, data);
+        let r = self.transfer(sector, None, Some(data));
         self.io(r)
     }
 

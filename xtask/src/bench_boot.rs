@@ -100,6 +100,9 @@ pub fn run() -> Result<()> {
         median(own)
     );
     println!(
+        "| image's own boot with `-icount shift=0` (instructions at 1 ns) | {icount_ms:.2} ms |"
+    );
+    println!(
         "| release image: raw file / text+data / bss+stacks | {:.1} KiB / {:.1} KiB / {:.1} KiB |",
         sizes.raw as f64 / 1024.0,
         (sizes.text + sizes.data) as f64 / 1024.0,

@@ -16,6 +16,7 @@ pub enum GicKind {
 }
 
 static GIC: Once<GicKind> = Once::new();
+static CURRENT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1023);
 /// Interrupt handlers by INTID.
 type HandlerTable = heapless::Vec<(u32, fn()), 16>;
 
@@ -139,6 +140,12 @@ pub fn disable(intid: u32) {
             }
         }
     }
+}
+
+/// The interrupt being handled, inside a handler.
+pub fn current() -> Option<u32> {
+    let i = CURRENT.load(core::sync::atomic::Ordering::Relaxed);
+    (i < 1020).then_some(i)
 }
 
 /// Takes every pending interrupt: acknowledge, handle, end.
