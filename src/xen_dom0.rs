@@ -110,7 +110,7 @@ fn serve(xen: &mut Xen<backplane::hyp::xen::Hvc>, hub: Hub) -> ! {
         arch::irq_disable();
         let ticked = timer::ticks() != last_tick;
         last_tick = timer::ticks();
-        let served = xen.service(
+        xen.service(
             &mut |domid, acc: &MmioAccess, mem: &mut dyn GuestMemory| {
                 let trap = Trap {
                     guest: domid,
@@ -134,6 +134,5 @@ fn serve(xen: &mut Xen<backplane::hyp::xen::Hvc>, hub: Hub) -> ! {
                 log::warn!("xen: dom{g}: inject SPI {irq}: {e}");
             }
         }
-        let _ = served;
     }
 }

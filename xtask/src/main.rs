@@ -13,7 +13,9 @@ mod image;
 mod peers;
 mod qemu;
 mod standalone;
+mod testguest;
 mod xen;
+mod xen_grant_tests;
 mod xen_run;
 mod xen_tests;
 
@@ -228,6 +230,12 @@ fn test(only: &[String]) -> Result<bool> {
         deps::ensure_commands(deps::QEMU_PACKAGES)?;
         let img = image::build(false)?;
         xen_tests::run(&mut h, &img);
+        match xen::prepare(&project_root()) {
+            Ok(a) => xen_grant_tests::run(&mut h, &img, &a),
+            Err(e) => h.check("xen::grant_prepare", || {
+                Ok(harness::Outcome::Fail(format!("{e:#}")))
+            }),
+        }
     }
     Ok(h.finish())
 }

@@ -85,6 +85,7 @@ pub fn run(o: XenRunOptions) -> Result<()> {
             }),
             virtio: (0..2).map(VirtioMmio::libxl_slot).collect(),
             vpl011: true,
+            grant_virtio: false,
         })
         .collect();
     let boot = Boot {

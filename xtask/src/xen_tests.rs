@@ -72,6 +72,7 @@ pub fn linux_domu(a: &XenArtifacts, test: &str, devices: u32, vcpus: u32) -> Dom
         bootargs: format!("console=ttyAMA0 rdinit=/init bp.test={test} quiet"),
         virtio: (0..devices).map(VirtioMmio::libxl_slot).collect(),
         vpl011: true,
+        grant_virtio: false,
     }
 }
 
@@ -309,7 +310,12 @@ fn all_devices(a: &XenArtifacts, img: &Image, dir: &Path) -> Result<AllDevices> 
         &a.xen_ioreq,
         img,
         "",
-        vec![linux_domu(a, "all", 4, 1)],
+        vec![{
+            // The line is sent at boot: 10 s is plenty once the guest reads.
+            let mut g = linux_domu(a, "all", 4, 1);
+            g.bootargs.push_str(" bp.contimeout=10");
+            g
+        }],
         &dev,
         "full1",
         &["GUEST: test all PASS"],
@@ -362,8 +368,9 @@ impl AllDevices {
             }),
             || {
                 format!(
-                    "the domU did not read the host's line from its hvc: {}",
-                    grep(&self.log, "GUEST: console")
+                    "the domU did not read the host's line from its hvc: {}; its port: {}; the host client: {t:?}",
+                    grep(&self.log, "GUEST: console:"),
+                    grep(&self.log, "GUEST: console debug")
                 )
             },
         )?;

@@ -9,6 +9,8 @@ use std::process::Command;
 
 /// Xen's phandle for a domU's virtual GIC (`GUEST_PHANDLE_GIC`).
 pub const GUEST_PHANDLE_GIC: u32 = 65000;
+/// The phandle libxl gives the `xen,grant-dma` node (`GUEST_PHANDLE_IOMMU`).
+pub const GUEST_PHANDLE_IOMMU: u32 = 65001;
 
 /// One virtio-mmio device a domU sees (served by an IOREQ server in dom0).
 #[derive(Debug, Clone)]
@@ -48,6 +50,11 @@ pub struct DomU {
     pub virtio: Vec<VirtioMmio>,
     /// Give the domU a virtual PL011 (its console, printed by Xen as `(XEN) DOM<n>: ...`).
     pub vpl011: bool,
+    /// Grant-based virtio (reference/xen.md §7): the domain node gets
+    /// `xen,enhanced = "no-xenstore"` (Xen then builds a `/hypervisor` node with the grant-table
+    /// window, and no xenstore event channel), and each virtio node gets
+    /// `iommus = <&xen_grant_dma 0>` (backend dom0) pointing at a `xen,grant-dma` node.
+    pub grant_virtio: bool,
 }
 
 /// What Xen boots: dom0 and the dom0less domUs.
@@ -123,21 +130,34 @@ pub fn dump_qemu_dtb(machine_args: &[String], dir: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// The partial device tree (`/passthrough`) that gives a domU its virtio-mmio nodes.
-pub fn partial_dts(devs: &[VirtioMmio]) -> String {
+/// The partial device tree (`/passthrough`) that gives a domU its virtio-mmio nodes; with
+/// `grants`, also the `xen,grant-dma` node their `iommus` name (backend domain 0).
+pub fn partial_dts(devs: &[VirtioMmio], grants: bool) -> String {
     let mut s = String::from(
         "/dts-v1/;\n\n/ {\n\t#address-cells = <2>;\n\t#size-cells = <2>;\n\n\tpassthrough {\n\t\tcompatible = \"simple-bus\";\n\t\tranges;\n\t\t#address-cells = <2>;\n\t\t#size-cells = <2>;\n",
     );
-    for d in devs {
+    if grants {
         let _ = write!(
             s,
-            "\n\t\tvirtio@{:x} {{\n\t\t\tcompatible = \"virtio,mmio\";\n\t\t\treg = <{} {}>;\n\t\t\tinterrupt-parent = <{}>;\n\t\t\tinterrupts = <0 {} {}>;\n\t\t\tdma-coherent;\n\t\t}};\n",
+            "\n\t\txen_grant_dma {{\n\t\t\tcompatible = \"xen,grant-dma\";\n\t\t\t#iommu-cells = <1>;\n\t\t\tphandle = <{GUEST_PHANDLE_IOMMU}>;\n\t\t}};\n"
+        );
+    }
+    for d in devs {
+        let iommus = if grants {
+            format!("\t\t\tiommus = <{GUEST_PHANDLE_IOMMU} 0>;\n")
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            s,
+            "\n\t\tvirtio@{:x} {{\n\t\t\tcompatible = \"virtio,mmio\";\n\t\t\treg = <{} {}>;\n\t\t\tinterrupt-parent = <{}>;\n\t\t\tinterrupts = <0 {} {}>;\n\t\t\tdma-coherent;\n{}\t\t}};\n",
             d.base,
             cells(d.base),
             cells(d.size),
             GUEST_PHANDLE_GIC,
             d.intid - 32,
-            if d.level { 4 } else { 1 }
+            if d.level { 4 } else { 1 },
+            iommus
         );
     }
     s.push_str("\t};\n};\n");
@@ -269,6 +289,9 @@ pub fn generate(
         if d.vpl011 {
             let _ = writeln!(chosen, "\t\t\tvpl011;");
         }
+        if d.grant_virtio {
+            let _ = writeln!(chosen, "\t\t\txen,enhanced = \"no-xenstore\";");
+        }
         let k = place(&d.kernel)?;
         chosen.push_str(&module_node("\t\t\t", "kernel", &k, Some(&d.bootargs)));
         if let Some(r) = &d.ramdisk {
@@ -278,7 +301,7 @@ pub fn generate(
         if !d.virtio.is_empty() {
             let pdts = dir.join(format!("domU{n}-partial.dts"));
             let pdtb = dir.join(format!("domU{n}-partial.dtb"));
-            std::fs::write(&pdts, partial_dts(&d.virtio))?;
+            std::fs::write(&pdts, partial_dts(&d.virtio, d.grant_virtio))?;
             compile(&pdts, &pdtb)?;
             let p = place(&pdtb)?;
             chosen.push_str(&module_node("\t\t\t", "device-tree", &p, None));

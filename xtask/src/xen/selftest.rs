@@ -38,6 +38,7 @@ pub fn linux_dom0_smoke(
                 vec![]
             },
             vpl011: true,
+            grant_virtio: false,
         }],
     };
     let mut r = QemuRun::new(boot, &dir);

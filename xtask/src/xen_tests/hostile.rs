@@ -95,7 +95,7 @@ pub fn hostile_driver(a: &XenArtifacts, img: &Image, dir: &Path) -> Result<Outco
 }
 
 /// One domU (2 vCPUs) writes and reads its disk in two loops and crashes its
-/// kernel with sysrq; a second domU starts its disk test 8 s after boot.
+/// kernel with sysrq; a second domU starts its disk test 6 s after boot.
 pub fn crash_with_io(a: &XenArtifacts, img: &Image, dir: &Path) -> Result<Outcome> {
     let crash_disk = fresh_disk(dir, "crash-a")?;
     let after_disk = fresh_disk(dir, "crash-b")?;
@@ -105,7 +105,7 @@ pub fn crash_with_io(a: &XenArtifacts, img: &Image, dir: &Path) -> Result<Outcom
     // spinning (Xen leaves a dom0less domU shut down).
     crash.bootargs.push_str(" bp.tag=CRASH panic=1");
     let mut after = linux_domu(a, "disk", 1, 1);
-    after.bootargs.push_str(" bp.tag=AFTER bp.delay=8");
+    after.bootargs.push_str(" bp.tag=AFTER bp.delay=6");
     // The crash is on purpose: only Backplane's end and test failures stop the run.
     let failures: Vec<&str> = FAILURES
         .iter()
