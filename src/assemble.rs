@@ -90,7 +90,25 @@ pub fn mask_stray_disk_interrupt() {
     }
 }
 
-fn build(e: &Entry, real: &mut RealDevices) -> Result<(Box<dyn VirtioDevice>, String), String> {
+/// How a backend waits for its real disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DiskWait {
+    /// `wfi`, woken by the disk's (level) interrupt with IRQs masked in
+    /// PSTATE. Right on bare hardware, where a pending interrupt always ends
+    /// `wfi`.
+    Interrupt,
+    /// Poll the used ring. Under Xen a vCPU that executes `wfi` with IRQs
+    /// masked is blocked until a *new* interrupt is injected; an interrupt
+    /// already pending in its list registers does not wake it again, so a
+    /// second wait in the same service pass would sleep forever.
+    Poll,
+}
+
+fn build(
+    e: &Entry,
+    real: &mut RealDevices,
+    wait: DiskWait,
+) -> Result<(Box<dyn VirtioDevice>, String), String> {
     let missing = |kind: Kind, index: usize| {
         format!(
             "no virtio,mmio node provides real {} device #{index}",
@@ -109,7 +127,7 @@ fn build(e: &Entry, real: &mut RealDevices) -> Result<(Box<dyn VirtioDevice>, St
                 Kind::Block => {
                     let mut b = VirtioBlock::<IdentityHal, T>::new(t)
                         .map_err(|err| failed("virtio-blk", base, err))?;
-                    if intid >= 32 {
+                    if intid >= 32 && wait == DiskWait::Interrupt {
                         // Sleep until the disk completes. The line is level
                         // and IRQs stay masked in PSTATE while a backend
                         // waits, so `wfi` wakes on it without taking it; the
@@ -171,10 +189,10 @@ fn build(e: &Entry, real: &mut RealDevices) -> Result<(Box<dyn VirtioDevice>, St
 }
 
 /// Adds every planned device it can build to `hub`; returns how many failed.
-pub fn assemble(plan: &[Entry], real: &mut RealDevices, hub: &mut Hub) -> usize {
+pub fn assemble(plan: &[Entry], real: &mut RealDevices, hub: &mut Hub, wait: DiskWait) -> usize {
     let mut failures = 0;
     for e in plan {
-        match build(e, real) {
+        match build(e, real, wait) {
             Ok((dev, label)) => {
                 if let Err(err) =
                     hub.add(e.guest, e.base, e.size, e.irq, label, MmioDevice::new(dev))

@@ -3,7 +3,7 @@
 //! `virtio-drivers` crate — which exercises each one and prints one status
 //! line per device. Then the image powers off or keeps serving, as the
 //! board says.
-use crate::assemble::{RealDevices, assemble};
+use crate::assemble::{DiskWait, RealDevices, assemble};
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -276,7 +276,7 @@ pub fn run(info: MachineInfo, plan: Vec<Entry>, heap: (u64, u64)) -> ! {
         .unwrap_or(heap);
     let mut real = RealDevices::probe(&info.virtio_mmio);
     let mut hub = Hub::new();
-    let failures = assemble(&plan, &mut real, &mut hub);
+    let failures = assemble(&plan, &mut real, &mut hub, DiskWait::Interrupt);
     // SAFETY: the bank is normal RAM of this image for the whole run; the
     // loopback guest is our own frontend, which shares its buffers in it.
     let mem = unsafe { OwnMemory::new(bank.0, bank.1) };

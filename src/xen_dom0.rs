@@ -2,7 +2,7 @@
 //! guest. Servers are registered before `backplane: ready` — a guest that
 //! touches a window no server claims yet is killed by Xen, and dom0less
 //! guests start together with dom0.
-use crate::assemble::{RealDevices, assemble};
+use crate::assemble::{DiskWait, RealDevices, assemble};
 use alloc::vec::Vec;
 use backplane::arch::aarch64::{self as arch, gic, mmu, psci, timer};
 use backplane::hub::{Hub, Trap};
@@ -53,7 +53,7 @@ pub fn run(info: MachineInfo, node: &HypervisorNode) -> ! {
     let plan = crate::modes::plan_for(&info, backplane::board::PLAN_XEN);
     let mut real = RealDevices::probe(&info.virtio_mmio);
     let mut hub = Hub::new();
-    let failures = assemble(&plan, &mut real, &mut hub);
+    let failures = assemble(&plan, &mut real, &mut hub, DiskWait::Poll);
     let mut served_guests = 0;
     for guest in hub.guests() {
         let windows = hub.windows(guest);

@@ -48,6 +48,9 @@ impl<H: Hal, T: Transport> VirtioBlock<H, T> {
     /// Waits for completions with `idle` (e.g. `wfi` with the disk's
     /// interrupt enabled at the GIC) instead of spinning on the used ring.
     pub fn with_idle(mut self, idle: fn()) -> Self {
+        // Requests made while setting up left the line raised: drop it, so
+        // it is high only while a request of ours is outstanding.
+        self.dev.ack_interrupt();
         self.dev.enable_interrupts();
         self.idle = Some(idle);
         self

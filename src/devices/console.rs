@@ -134,7 +134,11 @@ impl VirtioDevice for Console {
 
     fn queue_notify(&mut self, queue: u16, ctx: &mut DeviceCtx<'_>) -> Result<(), DeviceError> {
         match usize::from(queue) {
-            RX => self.receive(ctx),
+            // New receive buffers are filled on the next poll, never inside
+            // the notification itself: Linux's virtio_console posts them
+            // before it registers the port, and input that completes in
+            // that window is discarded by the guest.
+            RX => Ok(()),
             TX => self.transmit(ctx),
             _ => Ok(()),
         }

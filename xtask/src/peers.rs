@@ -104,10 +104,17 @@ pub struct ConsoleClient {
 impl ConsoleClient {
     /// Starts the client for 127.0.0.1:`port`; gives up after `life`.
     pub fn start(port: u16, line: &str, life: Duration) -> Self {
+        Self::start_after(port, None, line, life)
+    }
+
+    /// As [`ConsoleClient::start`], but sends its line only once `prompt`
+    /// has come from the other side (a frontend that says it listens).
+    pub fn start_after(port: u16, prompt: Option<&str>, line: &str, life: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let line = line.to_string();
-        let thread = std::thread::spawn(move || talk(port, &line, life, &flag));
+        let prompt = prompt.map(str::to_string);
+        let thread = std::thread::spawn(move || talk(port, prompt.as_deref(), &line, life, &flag));
         Self { stop, thread }
     }
 
@@ -118,7 +125,13 @@ impl ConsoleClient {
     }
 }
 
-fn talk(port: u16, line: &str, life: Duration, stop: &AtomicBool) -> ConsoleTalk {
+fn talk(
+    port: u16,
+    prompt: Option<&str>,
+    line: &str,
+    life: Duration,
+    stop: &AtomicBool,
+) -> ConsoleTalk {
     let deadline = Instant::now() + life;
     let mut out = ConsoleTalk::default();
     let addr = SocketAddr::from((LOCALHOST, port));
@@ -135,12 +148,26 @@ fn talk(port: u16, line: &str, life: Duration, stop: &AtomicBool) -> ConsoleTalk
     if conn.set_read_timeout(Some(TICK)).is_err() {
         return out;
     }
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 1024];
+    if let Some(prompt) = prompt {
+        while !String::from_utf8_lossy(&bytes).contains(prompt) {
+            if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                out.received = String::from_utf8_lossy(&bytes).into_owned();
+                return out;
+            }
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+    }
     if conn.write_all(format!("{line}\n").as_bytes()).is_err() {
         return out;
     }
     out.sent = true;
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 1024];
     let echo = format!("echo: {line}\n");
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         match conn.read(&mut buf) {

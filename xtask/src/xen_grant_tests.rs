@@ -43,7 +43,33 @@ pub fn run(h: &mut Harness, img: &Image, a: &XenArtifacts) {
         });
         return;
     }
-    h.check(NAME, || grant_testguest(img, a));
+    h.check(NAME, || {
+        let _lock = lock_runs()?;
+        grant_testguest(img, a)
+    });
+}
+
+/// Takes the lock `xen_tests` holds around its runs (same file): Xen runs of two xtask
+/// processes must not overlap (they share run and disk paths, and the two cores).
+fn lock_runs() -> Result<std::fs::File> {
+    let path = crate::project_root().join("target/xen/xen-tests.lock");
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "xen: waiting for {} (another xtask runs Xen tests)",
+                path.display()
+            );
+            f.lock()?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    Ok(f)
 }
 
 fn grant_testguest(img: &Image, a: &XenArtifacts) -> Result<Outcome> {

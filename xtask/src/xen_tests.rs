@@ -305,13 +305,14 @@ fn all_devices(a: &XenArtifacts, img: &Image, dir: &Path) -> Result<AllDevices> 
     let dev = Dom0Devices::disks_and_rng(&[&disk])
         .with_console(con_port)
         .with_net(peer.port(), local);
-    let client = ConsoleClient::start(con_port, CONSOLE_LINE, life);
+    let client =
+        ConsoleClient::start_after(con_port, Some("GUEST-CONSOLE-READY"), CONSOLE_LINE, life);
     let out = boot(
         &a.xen_ioreq,
         img,
         "",
         vec![{
-            // The line is sent at boot: 10 s is plenty once the guest reads.
+            // The host answers the guest's ready line: 10 s is plenty.
             let mut g = linux_domu(a, "all", 4, 1);
             g.bootargs.push_str(" bp.contimeout=10");
             g

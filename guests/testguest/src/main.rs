@@ -262,7 +262,9 @@ fn wait_for_backend(base: usize) -> bool {
     // Backplane (as of this writing) hangs if a guest's first trapped access arrives while it
     // runs its dom0 self-checks, right after registering the server: start probing only after
     // it has had time to finish them.
-    while now_secs() < 2 {}
+    while now_secs() < 2 {
+        sched_yield();
+    }
     let start = now_secs();
     let mut told = false;
     loop {
@@ -280,7 +282,18 @@ fn wait_for_backend(base: usize) -> bool {
             return false;
         }
         let t = ticks();
-        while ticks() - t < 1_000_000 {}
+        while ticks() - t < 1_000_000 {
+            sched_yield();
+        }
+    }
+}
+
+/// SCHEDOP_yield (sched_op = 29, cmd 0): let dom0 run while we wait.
+fn sched_yield() {
+    // SAFETY: a Xen hypercall without memory arguments.
+    unsafe {
+        asm!("hvc #0xea1", inout("x0") 0u64 => _, inout("x1") 0u64 => _,
+            inout("x16") 29u64 => _, options(nostack));
     }
 }
 
@@ -299,6 +312,55 @@ fn now_secs() -> u64 {
         asm!("mrs {0}, cntvct_el0", "mrs {1}, cntfrq_el0", out(reg) c, out(reg) f, options(nostack))
     };
     c / f.max(1)
+}
+
+/// Waits for the request in flight: `Ok` once the device used it, `Err(status)` if it flagged
+/// DEVICE_NEEDS_RESET or did nothing for 10 s.
+fn wait(blk: &mut Blk, base: usize) -> Result<(), u32> {
+    let start = now_secs();
+    loop {
+        if blk.peek_used().is_some() {
+            return Ok(());
+        }
+        let s = mmio_read(base + STATUS);
+        if s & NEEDS_RESET != 0 || now_secs() - start > 10 {
+            return Err(s);
+        }
+    }
+}
+
+/// One good request through the non-blocking API (the blocking one would spin forever on a
+/// device that flagged DEVICE_NEEDS_RESET): `buf` is written at `SECTOR` or read from it.
+fn io(blk: &mut Blk, base: usize, write: bool, buf: &mut [u8]) -> Result<(), &'static str> {
+    // SAFETY: REQ/RESP serve one request at a time; `buf` outlives the request, which is
+    // completed (or the device reset) before we return.
+    let (req, resp) = unsafe { (excl(&raw mut REQ), excl(&raw mut RESP)) };
+    // SAFETY: as above.
+    let token = unsafe {
+        if write {
+            blk.write_blocks_nb(SECTOR, req, buf, resp)
+        } else {
+            blk.read_blocks_nb(SECTOR, req, buf, resp)
+        }
+    }
+    .map_err(|_| "submit")?;
+    if let Err(s) = wait(blk, base) {
+        mmio_write(base + STATUS, 0);
+        return Err(if s & NEEDS_RESET != 0 {
+            "device needs reset"
+        } else {
+            "timeout"
+        });
+    }
+    // SAFETY: the same buffers as the submission.
+    unsafe {
+        if write {
+            blk.complete_write_blocks(token, req, buf, resp)
+        } else {
+            blk.complete_read_blocks(token, req, buf, resp)
+        }
+    }
+    .map_err(|_| "device status not OK")
 }
 
 /// One hostile read: the data buffer gets `mode`; the device must flag DEVICE_NEEDS_RESET.
@@ -320,12 +382,9 @@ fn hostile(base: usize, name: &str, mode: Mode) {
         say!("hostile {name} FAIL submit: {e:?}");
         return;
     }
-    let start = now_secs();
-    let status = loop {
-        let s = mmio_read(base + STATUS);
-        if s & NEEDS_RESET != 0 || blk.peek_used().is_some() || now_secs() - start > 10 {
-            break s;
-        }
+    let status = match wait(&mut blk, base) {
+        Ok(()) => mmio_read(base + STATUS),
+        Err(s) => s,
     };
     // Reset (Status = 0) before the driver's Drop unsets the queue.
     mmio_write(base + STATUS, 0);
@@ -382,12 +441,12 @@ extern "C" fn main(dtb: *const u8) -> ! {
     for (i, b) in w.iter_mut().enumerate() {
         *b = pattern(i);
     }
-    if let Err(e) = blk.write_blocks(SECTOR, w) {
-        say!("grant blk FAIL write: {e:?}");
+    if let Err(e) = io(&mut blk, base, true, w) {
+        say!("grant blk FAIL write: {e}");
         power_off()
     }
-    if let Err(e) = blk.read_blocks(SECTOR, r) {
-        say!("grant blk FAIL read: {e:?}");
+    if let Err(e) = io(&mut blk, base, false, r) {
+        say!("grant blk FAIL read: {e}");
         power_off()
     }
     if w[..] == r[..] {
@@ -415,12 +474,12 @@ extern "C" fn main(dtb: *const u8) -> ! {
     // Continue after the resets: a good request still works.
     let mut blk = open(base);
     r[..SECTOR_SIZE * 8].fill(0);
-    match blk.read_blocks(SECTOR, &mut r[..SECTOR_SIZE * 8]) {
+    match io(&mut blk, base, false, &mut r[..SECTOR_SIZE * 8]) {
         Ok(()) if r[..SECTOR_SIZE * 8] == w[..SECTOR_SIZE * 8] => {
             say!("after resets read=4096 verified=yes")
         }
         Ok(()) => say!("after resets FAIL read=4096 verified=no"),
-        Err(e) => say!("after resets FAIL read: {e:?}"),
+        Err(e) => say!("after resets FAIL read: {e}"),
     }
     mmio_write(base + STATUS, 0);
     drop(blk);

@@ -13,7 +13,10 @@ fn on_timer() {
     if period == 0 {
         CNTV_CTL_EL0.set(0b10); // masked, disabled
     } else {
+        // Re-arm and unmask: Xen sets IMASK when it injects the virtual
+        // timer interrupt, and a masked timer never fires again.
         CNTV_TVAL_EL0.set(period);
+        CNTV_CTL_EL0.set(1);
     }
 }
 

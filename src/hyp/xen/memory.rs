@@ -404,7 +404,9 @@ impl<H: XenOps> XenGuestMemory<H> {
                     return Ok(i);
                 }
                 // A read-only grant refuses a writable mapping: retry read-only for reads.
-                Ok(()) if op.status == -8 => continue,
+                // Xen 4.17 answers GNTST_general_error (-1, "Attempt to write-pin a r/o
+                // grant entry" in common/grant_table.c), not permission_denied (-8).
+                Ok(()) if !write && (op.status == -1 || op.status == -8) => continue,
                 Ok(()) => log::warn!(
                     "xen: dom{}: grant {gref}: {}",
                     self.domid,

@@ -99,6 +99,10 @@ console_echo() {
         (
             exec 3<>"$h"
             stty raw -echo <&3
+            # Say we listen before the host types (as a login prompt would):
+            # input that reaches a Linux virtio console before its port is
+            # registered is dropped by the guest.
+            echo "GUEST-CONSOLE-READY" >&3
             if read -t "$(arg bp.contimeout 30)" line <&3; then
                 echo "echo: $line" >&3
                 say "console $h line=$line"
