@@ -5,6 +5,7 @@ use std::process::Command;
 
 mod bench_boot;
 mod bench_standalone;
+mod bench_xen;
 mod boot_tests;
 mod deps;
 mod fuzz;
@@ -126,6 +127,7 @@ fn main() -> Result<()> {
         Cmd::Bench { what } => match what.as_str() {
             "standalone" => bench_standalone::run()?,
             "boot" => bench_boot::run()?,
+            "xen" => bench_xen::run()?,
             "core" => {
                 let ok = Command::new("cargo")
                     .args(["run", "--release", "-p", "bench-core"])

@@ -260,6 +260,27 @@ test_dom0() {
     return 0
 }
 
+# Benchmark (`cargo xtask bench xen`): /bptool is appended to a bench copy of the initramfs.
+# Disk first (modules loaded as usual), then the transports' drivers are unloaded so
+# /dev/mem may map the window at bp.mmio= (IO_STRICT_DEVMEM) for the MMIO round trip.
+test_bench() {
+    [ -x /bptool ] || { say "bench: no /bptool"; return 1; }
+    [ -b /dev/vda ] || { say "bench: no /dev/vda"; return 1; }
+    say "bench: vda ready"
+    mb=$(arg bp.seqmb 16)
+    /bptool randread /dev/vda "$(arg bp.iops 1000)" $((32 << 20)) || return 1
+    for op in read write; do
+        for mode in direct buffered; do
+            sync; echo 3 > /proc/sys/vm/drop_caches
+            /bptool seq /dev/vda $op $((mb << 20)) 65536 $mode || return 1
+        done
+    done
+    for m in virtio_blk virtio_mmio; do
+        rmmod "$m" 2>/dev/null || say "bench: rmmod $m failed"
+    done
+    /bptool mmio "$(arg bp.mmio 0x2000000)" "$(arg bp.mmiocount 2000)"
+}
+
 # ---- run ----
 d=$(arg bp.delay 0)
 [ "$d" != 0 ] && { say "init: waiting ${d} s"; sleep "$d"; }
