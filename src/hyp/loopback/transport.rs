@@ -1,6 +1,7 @@
 //! A `virtio-drivers` transport whose every register access is handed to a
 //! [`RegisterBus`] — for the loopback adapter, the hub, exactly as a
 //! hypervisor's trap would be. No unsafe: nothing here touches memory.
+use crate::virtio::mmio::reg;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error, PhysAddr, Result};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -13,28 +14,6 @@ pub trait RegisterBus {
     fn write(&self, offset: u64, size: u8, value: u64);
 }
 
-/// virtio-mmio v2 register offsets, from the driver's side.
-mod reg {
-    pub const DEVICE_ID: u64 = 0x008;
-    pub const DEVICE_FEATURES: u64 = 0x010;
-    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-    pub const DRIVER_FEATURES: u64 = 0x020;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-    pub const QUEUE_SEL: u64 = 0x030;
-    pub const QUEUE_NUM_MAX: u64 = 0x034;
-    pub const QUEUE_NUM: u64 = 0x038;
-    pub const QUEUE_READY: u64 = 0x044;
-    pub const QUEUE_NOTIFY: u64 = 0x050;
-    pub const INTERRUPT_STATUS: u64 = 0x060;
-    pub const INTERRUPT_ACK: u64 = 0x064;
-    pub const STATUS: u64 = 0x070;
-    pub const QUEUE_DESC: u64 = 0x080;
-    pub const QUEUE_DRIVER: u64 = 0x090;
-    pub const QUEUE_DEVICE: u64 = 0x0a0;
-    pub const CONFIG_GENERATION: u64 = 0x0fc;
-    pub const CONFIG: u64 = 0x100;
-}
-
 /// The transport: a bus and a window.
 pub struct TrapTransport<B: RegisterBus> {
     bus: B,
@@ -44,7 +23,7 @@ pub struct TrapTransport<B: RegisterBus> {
 impl<B: RegisterBus> TrapTransport<B> {
     /// Wraps `bus`; fails unless it shows a virtio-mmio v2 device.
     pub fn new(bus: B) -> Result<Self> {
-        if bus.read(0, 4) != 0x7472_6976 || bus.read(4, 4) != 2 {
+        if bus.read(reg::MAGIC_VALUE, 4) != 0x7472_6976 || bus.read(reg::VERSION, 4) != 2 {
             return Err(Error::InvalidParam);
         }
         let device_type = DeviceType::try_from(bus.read(reg::DEVICE_ID, 4) as u32)
@@ -119,9 +98,9 @@ impl<B: RegisterBus> Transport for TrapTransport<B> {
     ) {
         self.w32(reg::QUEUE_SEL, queue as u32);
         self.w32(reg::QUEUE_NUM, size);
-        self.w64(reg::QUEUE_DESC, descriptors);
-        self.w64(reg::QUEUE_DRIVER, driver_area);
-        self.w64(reg::QUEUE_DEVICE, device_area);
+        self.w64(reg::QUEUE_DESC_LOW, descriptors);
+        self.w64(reg::QUEUE_DRIVER_LOW, driver_area);
+        self.w64(reg::QUEUE_DEVICE_LOW, device_area);
         self.w32(reg::QUEUE_READY, 1);
     }
 
