@@ -46,6 +46,14 @@ impl GuestMemory for OwnMemory {
         Ok(())
     }
 
+    fn check_range(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
+        let end = range_end(addr, len)?;
+        if len > 0 && (addr < self.base || end > self.base + self.size) {
+            return Err(MemError::OutOfRange { addr, len });
+        }
+        Ok(())
+    }
+
     fn lend_mut(
         &mut self,
         addr: u64,

@@ -262,20 +262,6 @@ impl Apt {
         stamp.set("ok")
     }
 
-    /// Candidate version of a package in the private state.
-    pub fn version(&self, pkg: &str) -> Result<String> {
-        self.update()?;
-        let out = output(self.apt_cache().args(["policy", pkg]))?;
-        out.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Candidate:")
-                    .map(|v| v.trim().to_string())
-            })
-            .filter(|v| v != "(none)")
-            .with_context(|| format!("package {pkg} not found in the private apt state"))
-    }
-
     /// Names of packages whose name starts with `prefix`.
     pub fn pkgnames(&self, prefix: &str) -> Result<Vec<String>> {
         self.update()?;

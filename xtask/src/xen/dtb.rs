@@ -86,6 +86,7 @@ pub struct Module {
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub dtb: PathBuf,
+    #[allow(dead_code)] // kept beside the DTB for reading a failed run
     pub dts: PathBuf,
     pub modules: Vec<Module>,
 }

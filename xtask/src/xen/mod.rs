@@ -26,29 +26,20 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-// The boot plumbing is API for the Xen system tests; not all of it is used by `xen-prep` itself.
-#[allow(dead_code)]
 mod debian;
-#[allow(dead_code)]
 mod dtb;
-#[allow(dead_code)]
 mod guest;
-#[allow(dead_code)]
 mod qemu;
-#[allow(dead_code)]
+#[cfg(test)]
 mod selftest;
-#[allow(unused_imports)]
-pub use selftest::linux_dom0_smoke;
 mod xen_build;
 
-#[allow(unused_imports)]
-pub use dtb::{Boot, DomU, Generated, Module, VirtioMmio};
-#[allow(unused_imports)]
-pub use qemu::{QemuRun, RunOutcome, Serial, boot_command, boot_command_with_layout, run_until};
+pub use dtb::{Boot, DomU, VirtioMmio};
+pub use qemu::{QemuRun, RunOutcome, boot_command, run_until};
 
 /// Everything `prepare` produced (all paths absolute, under `target/xen/` unless overridden).
 #[derive(Debug, Clone)]
-#[allow(dead_code)]
+#[allow(dead_code)] // every field is printed by `cargo xtask xen-prep`; the tests use some
 pub struct XenArtifacts {
     /// IOREQ-capable Xen (`xen/xen`, an arm64 Image), or `$BACKPLANE_XEN`.
     pub xen_ioreq: PathBuf,

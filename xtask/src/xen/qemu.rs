@@ -13,6 +13,7 @@ pub enum Serial {
     /// `-serial stdio` (interactive, or captured by [`run_until`]).
     Stdio,
     /// `-serial file:PATH`.
+    #[allow(dead_code)] // for runs whose console must not go through a pipe
     File(PathBuf),
 }
 
@@ -106,6 +107,7 @@ pub struct RunOutcome {
     /// Why the run ended.
     pub reason: String,
     /// Time from spawn to the end.
+    #[allow(dead_code)] // part of the outcome; the tests read the timestamps in `seen`
     pub elapsed: Duration,
     /// Each success marker seen, with the time since spawn.
     pub seen: Vec<(String, Duration)>,
