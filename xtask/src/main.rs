@@ -71,7 +71,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         guests: u32,
     },
-    /// Run a benchmark: `standalone` (block I/O through Backplane vs direct).
+    /// Run a benchmark: `boot` (time to ready), `core` (device core vs rust-vmm virtio-queue),
+    /// `standalone` (block I/O through Backplane vs direct), `xen` (domU I/O through Backplane on Xen).
     Bench { what: String },
     /// Run every test: host, lints, and the QEMU system tests.
     Test {
