@@ -95,8 +95,63 @@ pub fn run(info: MachineInfo, node: &HypervisorNode) -> ! {
     serve(&mut xen, hub)
 }
 
+/// Dom0's console input (Xen hands it the serial line): one command per line.
+#[derive(Default)]
+struct Console {
+    line: heapless::Vec<u8, 64>,
+}
+
+impl Console {
+    /// Reads what Xen holds for us and runs each completed line.
+    fn poll(&mut self, hub: &Hub) {
+        let mut buf = [0u8; 64];
+        let n = backplane::hyp::xen::console_read(&mut buf);
+        for &b in &buf[..n] {
+            match b {
+                b'\r' | b'\n' => {
+                    if !self.line.is_empty() {
+                        let line = core::mem::take(&mut self.line);
+                        run_command(core::str::from_utf8(&line).unwrap_or("").trim(), hub);
+                    }
+                }
+                _ => {
+                    // Overlong lines are cut, never a reason to stop serving.
+                    let _ = self.line.push(b);
+                }
+            }
+        }
+    }
+}
+
+fn run_command(cmd: &str, hub: &Hub) {
+    match cmd {
+        "status" | "s" => {
+            for s in hub.slots() {
+                log::info!(
+                    "backplane: status dom{} device {} at {:#x} irq {} backing={} traps={}{}",
+                    s.guest,
+                    s.device.device_id(),
+                    s.base,
+                    s.irq,
+                    s.label,
+                    s.traps,
+                    if s.device.needs_reset() {
+                        " NEEDS-RESET"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            log::info!("backplane: status end ({} device(s))", hub.slots().len());
+        }
+        "help" | "h" | "?" => log::info!("backplane: commands: status (s), help (h)"),
+        other => log::info!("backplane: unknown command '{other}' (try help)"),
+    }
+}
+
 fn serve(xen: &mut Xen<backplane::hyp::xen::Hvc>, hub: Hub) -> ! {
     let hub = RefCell::new(hub);
+    let mut console = Console::default();
     let mut raised: Vec<(u16, u32)> = Vec::with_capacity(16);
     let mut last_tick = timer::ticks();
     loop {
@@ -129,6 +184,9 @@ fn serve(xen: &mut Xen<backplane::hyp::xen::Hvc>, hub: Hub) -> ! {
                 }
             },
         );
+        if ticked {
+            console.poll(&hub.borrow());
+        }
         for (g, irq) in raised.drain(..) {
             if let Err(e) = xen.inject(g, irq) {
                 log::warn!("xen: dom{g}: inject SPI {irq}: {e}");

@@ -103,23 +103,66 @@ pub fn boot_watching(
     success: &[&str],
     failures: &[&str],
 ) -> Result<xen::RunOutcome> {
-    let work = crate::project_root().join("target/xen/runs").join(name);
-    std::fs::create_dir_all(&work)?;
-    let boot = Boot {
-        xen: xen_bin.to_path_buf(),
-        xen_bootargs: format!(
-            "{} dom0_mem=128M",
-            Boot::DEFAULT_XEN_BOOTARGS.replace("dom0_mem=512M ", "")
-        ),
-        dom0_kernel: img.raw.clone(),
-        dom0_ramdisk: None,
-        dom0_bootargs: dom0_args.to_string(),
-        domus,
+    let runs = Runs {
+        xen_bin,
+        img,
+        dom0_args,
+        dev,
+        name,
     };
-    let mut run = QemuRun::new(boot, &work);
-    run.extra_args = dev.extra.clone();
-    let cmd = xen::boot_command(&run)?;
-    xen::run_until(cmd, &work.join("console.log"), success, failures, TIMEOUT)
+    runs.boot(domus, success, failures, None)
+}
+
+/// What every Backplane-as-dom0 boot shares.
+struct Runs<'a> {
+    xen_bin: &'a Path,
+    img: &'a Image,
+    dom0_args: &'a str,
+    dev: &'a Dom0Devices,
+    name: &'a str,
+}
+
+impl Runs<'_> {
+    /// Boots; with `input`, types `input.1` on the console once `input.0` shows.
+    fn boot(
+        &self,
+        domus: Vec<DomU>,
+        success: &[&str],
+        failures: &[&str],
+        input: Option<(&str, &str)>,
+    ) -> Result<xen::RunOutcome> {
+        let Runs {
+            xen_bin,
+            img,
+            dom0_args,
+            dev,
+            name,
+        } = *self;
+        let work = crate::project_root().join("target/xen/runs").join(name);
+        std::fs::create_dir_all(&work)?;
+        let boot = Boot {
+            xen: xen_bin.to_path_buf(),
+            xen_bootargs: format!(
+                "{} dom0_mem=128M",
+                Boot::DEFAULT_XEN_BOOTARGS.replace("dom0_mem=512M ", "")
+            ),
+            dom0_kernel: img.raw.clone(),
+            dom0_ramdisk: None,
+            dom0_bootargs: dom0_args.to_string(),
+            domus,
+        };
+        let mut run = QemuRun::new(boot, &work);
+        run.extra_args = dev.extra.clone();
+        let cmd = xen::boot_command(&run)?;
+        xen::run_until_with_input(
+            cmd,
+            &work.join("console.log"),
+            success,
+            failures,
+            TIMEOUT,
+            input,
+        )
+    }
 }
 
 /// Every Xen test. `BACKPLANE_XEN_TESTS=a,b` (substrings of test names) runs
@@ -169,6 +212,38 @@ pub fn run(h: &mut Harness, img: &Image) {
             &["GUEST: test smoke PASS"],
         )?;
         check_passed(&out)
+    });
+    check("xen::dom0_console_input", &mut || {
+        // Xen hands serial input to dom0: `status` lists every served device.
+        let disk = fresh_disk(dir, "console-input")?;
+        let dev = Dom0Devices::disks_and_rng(&[&disk]);
+        let runs = Runs {
+            xen_bin: &a.xen_ioreq,
+            img,
+            dom0_args: "",
+            dev: &dev,
+            name: "console-input",
+        };
+        let out = runs.boot(
+            vec![linux_domu(&a, "smoke", 2, 1)],
+            &[
+                "GUEST: test smoke PASS",
+                "backplane: status end (2 device(s))",
+            ],
+            &FAILURES,
+            Some(("backplane: ready as Xen dom0", "status\n")),
+        )?;
+        check_passed(&out)?;
+        let log = std::fs::read_to_string(&out.log)?;
+        for want in [
+            "backplane: status dom1 device 2 at 0x2000000",
+            "backplane: status dom1 device 4 at 0x2000200",
+        ] {
+            ensure(log.contains(want), || {
+                format!("no '{want}' line in {}", out.log.display())
+            })?;
+        }
+        Ok(Outcome::Pass)
     });
     // One boot with all four served devices; three checks read its results.
     let mut all: Option<Result<AllDevices, String>> = None;

@@ -35,7 +35,7 @@ mod selftest;
 mod xen_build;
 
 pub use dtb::{Boot, DomU, VirtioMmio};
-pub use qemu::{QemuRun, RunOutcome, boot_command, run_until};
+pub use qemu::{QemuRun, RunOutcome, boot_command, run_until, run_until_with_input};
 
 /// Everything `prepare` produced (all paths absolute, under `target/xen/` unless overridden).
 #[derive(Debug, Clone)]

@@ -118,15 +118,32 @@ pub struct RunOutcome {
 /// Spawn `cmd` (its serial must be on stdio), copy its output to `log`, and stop it when every
 /// `success` marker has appeared, any `failure` marker appears, it exits, or `timeout` passes.
 pub fn run_until(
-    mut cmd: Command,
+    cmd: Command,
     log: &Path,
     success: &[&str],
     failure: &[&str],
     timeout: Duration,
 ) -> Result<RunOutcome> {
+    run_until_with_input(cmd, log, success, failure, timeout, None)
+}
+
+/// As [`run_until`], and once a line contains `input.0`, types `input.1` on
+/// the machine's serial console (Xen hands serial input to dom0).
+pub fn run_until_with_input(
+    mut cmd: Command,
+    log: &Path,
+    success: &[&str],
+    failure: &[&str],
+    timeout: Duration,
+    mut input: Option<(&str, &str)>,
+) -> Result<RunOutcome> {
     let start = Instant::now();
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -178,6 +195,16 @@ pub fn run_until(
             Ok(Some(l)) => {
                 use std::io::Write;
                 let _ = writeln!(out, "[{:8.3}] {l}", start.elapsed().as_secs_f64());
+                if let Some((marker, text)) = input
+                    && l.contains(marker)
+                {
+                    use std::io::Write as _;
+                    if let Some(stdin) = child.stdin.as_mut() {
+                        let _ = stdin.write_all(text.as_bytes());
+                        let _ = stdin.flush();
+                    }
+                    input = None;
+                }
                 for m in success {
                     if l.contains(m) && !seen.iter().any(|(s, _)| s == m) {
                         seen.push((m.to_string(), start.elapsed()));
