@@ -165,6 +165,17 @@ fn build(
             }
         }
         (Backing::Ram { mib, read_only }, Kind::Block) => {
+            // The disk lives on the heap: refuse one that cannot fit rather
+            // than fail the allocation (which would stop the image).
+            let (used, size) = backplane::platform::heap::usage();
+            let free = size.saturating_sub(used);
+            let want = (*mib as usize) << 20;
+            if want + (256 << 10) > free {
+                return Err(format!(
+                    "a RAM disk of {mib} MiB does not fit the heap ({} KiB free)",
+                    free >> 10
+                ));
+            }
             let mut d = MemDisk::new(*mib as u64 * 2048);
             if *read_only {
                 d = d.read_only();

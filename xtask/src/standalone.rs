@@ -397,6 +397,9 @@ pub fn tests(h: &mut Harness, img: &Image) {
     h.check("standalone::missing_device_node_reported", || {
         missing_node(img)
     });
+    h.check("standalone::ram_disk_plan_and_oversized_ram_disk", || {
+        ram_disks(img)
+    });
     h.check("standalone::xtask_refuses_bad_disk_images", || {
         refusals(&dir.join("refusals"))
     });
@@ -568,6 +571,39 @@ fn missing_node(img: &Image) -> Result<Outcome> {
         "a blk status line without a blk device".into()
     })?;
     others_ok(&s)?;
+    Ok(Outcome::Pass)
+}
+
+/// A plan from the command line with RAM disks: one that cannot fit the heap
+/// is refused with a clear line (never an allocation failure that stops the
+/// image); one that fits is served and passes the full block exercise.
+fn ram_disks(img: &Image) -> Result<Outcome> {
+    let m = Machine {
+        drives: vec![],
+        net: false,
+        console: false,
+        rng: true,
+        append: Some(
+            "backplane.plan=0:blk@0x10000000=ram:512;0:blk@0x10000200=ram:8;0:rng@0x10000600=virtio-rng0".into(),
+        ),
+    };
+    let s = boot(img, &m, TIMEOUT, false)?;
+    s.ended()?;
+    ensure(!s.out.has("backplane: fatal"), || {
+        format!("fatal report:\n{}", s.out.tail(15))
+    })?;
+    let refused =
+        "plan: guest 0 blk at 0x10000000 not served: a RAM disk of 512 MiB does not fit the heap";
+    ensure(s.out.has(refused), || {
+        format!("no '{refused}' line:\n{}", s.out.tail(15))
+    })?;
+    let blk = s.device_ok("blk")?;
+    for want in ["backing=ram 8 MiB", "capacity=8388608", "verified=yes"] {
+        ensure(blk.contains(want), || {
+            format!("blk line lacks '{want}': {blk}")
+        })?;
+    }
+    s.device_ok("rng")?;
     Ok(Outcome::Pass)
 }
 
