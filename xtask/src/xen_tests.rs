@@ -349,7 +349,16 @@ pub fn run(h: &mut Harness, img: &Image) {
                 "GUEST: test smoke PASS",
             ],
         )?;
-        check_passed(&out)
+        check_passed(&out)?;
+        let log = std::fs::read_to_string(&out.log)?;
+        let n = log.matches(msg).count();
+        ensure(n == 1, || {
+            format!("the no-IOREQ line appears {n} times, not once")
+        })?;
+        ensure(log.contains("xen-check event_channel ok"), || {
+            "dom0 plumbing self-checks did not pass on Debian's Xen".into()
+        })?;
+        Ok(Outcome::Pass)
     });
 }
 
