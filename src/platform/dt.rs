@@ -92,8 +92,9 @@ pub fn validate(ptr: u64) -> Result<usize, DtError> {
     if ptr == 0 || !ptr.is_multiple_of(8) || ptr >= (512 << 30) {
         return Err(DtError::Missing(ptr));
     }
-    // SAFETY: the pointer is 8-aligned and inside the identity map (device or
-    // normal memory); reading two words has no side effect on RAM or ROM.
+    // SAFETY: the pointer is 8-aligned and inside the identity map. It is not
+    // trusted yet and may name device memory, hence volatile loads for this
+    // probe only; reading two words has no side effect on RAM or ROM.
     let (magic, size) = unsafe {
         let p = ptr as *const u32;
         (
@@ -110,8 +111,9 @@ pub fn validate(ptr: u64) -> Result<usize, DtError> {
     // The parser trusts the header's offsets; check them first so a corrupt
     // tree is reported as such rather than as a parser panic.
     let word = |i: usize| -> u32 {
-        // SAFETY: i < 10, inside the 40-byte header checked above.
-        u32::from_be(unsafe { (ptr as *const u32).add(i).read_volatile() })
+        // SAFETY: i < 10, inside the 40-byte header checked above; the magic
+        // says this is the tree the loader left in RAM (ordinary memory).
+        u32::from_be(unsafe { (ptr as *const u32).add(i).read() })
     };
     let (off_struct, off_strings, off_rsvmap) = (word(2), word(3), word(4));
     let (version, size_strings, size_struct) = (word(5), word(8), word(9));

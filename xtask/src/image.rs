@@ -37,16 +37,23 @@ pub fn build(release: bool) -> Result<Image> {
         .join("target/aarch64-unknown-none")
         .join(profile)
         .join("backplane");
+    let raw = raw_binary(&elf)?;
+    Ok(Image { elf, raw })
+}
+
+/// Writes `elf`'s loadable bytes as a raw binary beside it (`.bin`), the form
+/// QEMU, Xen and U-Boot load.
+pub fn raw_binary(elf: &std::path::Path) -> Result<PathBuf> {
     let raw = elf.with_extension("bin");
     let status = Command::new(deps::llvm_tool("llvm-objcopy")?)
         .args(["-O", "binary"])
-        .arg(&elf)
+        .arg(elf)
         .arg(&raw)
         .status()?;
     if !status.success() {
-        bail!("llvm-objcopy failed");
+        bail!("llvm-objcopy failed on {}", elf.display());
     }
-    Ok(Image { elf, raw })
+    Ok(raw)
 }
 
 /// Section sizes of the image, in bytes.

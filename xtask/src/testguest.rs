@@ -32,15 +32,7 @@ pub fn build() -> Result<PathBuf> {
         bail!("building guests/testguest failed");
     }
     let elf = root.join("target/testguest/aarch64-unknown-none/release/testguest");
-    let raw = elf.with_extension("bin");
-    let status = Command::new(deps::llvm_tool("llvm-objcopy")?)
-        .args(["-O", "binary"])
-        .arg(&elf)
-        .arg(&raw)
-        .status()?;
-    if !status.success() {
-        bail!("llvm-objcopy failed on the test guest");
-    }
+    let raw = crate::image::raw_binary(&elf)?;
     let head = std::fs::read(&raw)?;
     if head.get(56..60) != Some(b"ARM\x64".as_slice()) {
         bail!("{} has no arm64 Image header", raw.display());

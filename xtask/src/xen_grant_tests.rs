@@ -8,10 +8,9 @@
 //! compares the host disk file at 4 MiB with the guest's pattern.
 use crate::harness::{Harness, Outcome, ensure};
 use crate::image::Image;
-use crate::xen::{self, Boot, DomU, QemuRun, VirtioMmio, XenArtifacts};
-use crate::xen_tests::{check_passed, fresh_disk, tail};
+use crate::xen::{DomU, VirtioMmio, XenArtifacts};
+use crate::xen_tests::{Dom0Devices, boot_watching, check_passed, fresh_disk, lock_runs, tail};
 use anyhow::Result;
-use std::time::Duration;
 
 /// Where the guest writes (`guests/testguest/src/main.rs`: SECTOR, LEN).
 const OFFSET: usize = 4 << 20;
@@ -30,7 +29,6 @@ const MARKERS: [&str; 5] = [
     "TESTGUEST: done",
 ];
 const FAILURES: [&str; 2] = ["backplane: fatal", " FAIL"];
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Adds `xen::grant_based_virtio_testguest`.
 pub fn run(h: &mut Harness, img: &Image, a: &XenArtifacts) {
@@ -49,68 +47,42 @@ pub fn run(h: &mut Harness, img: &Image, a: &XenArtifacts) {
     });
 }
 
-/// Takes the lock `xen_tests` holds around its runs (same file): Xen runs of two xtask
-/// processes must not overlap (they share run and disk paths, and the two cores).
-fn lock_runs() -> Result<std::fs::File> {
-    let path = crate::project_root().join("target/xen/xen-tests.lock");
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "xen: waiting for {} (another xtask runs Xen tests)",
-                path.display()
-            );
-            f.lock()?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-    }
-    Ok(f)
-}
-
 fn grant_testguest(img: &Image, a: &XenArtifacts) -> Result<Outcome> {
     let kernel = crate::testguest::build()?;
     let root = crate::project_root();
     let dir = root.join("target/xen/disks");
     std::fs::create_dir_all(&dir)?;
     let disk = fresh_disk(&dir, "grant")?;
-    let work = root.join("target/xen/runs/grant-testguest");
-    std::fs::create_dir_all(&work)?;
-    let boot = Boot {
-        xen: a.xen_ioreq.clone(),
-        xen_bootargs: format!(
-            "{} dom0_mem=128M",
-            Boot::DEFAULT_XEN_BOOTARGS.replace("dom0_mem=512M ", "")
-        ),
-        dom0_kernel: img.raw.clone(),
-        dom0_ramdisk: None,
-        dom0_bootargs: "backplane.plan=1:blk@0x2000000/33=virtio-blk0".into(),
-        domus: vec![DomU {
-            kernel,
-            ramdisk: None,
-            memory_mib: 128,
-            vcpus: 1,
-            bootargs: String::new(),
-            virtio: vec![VirtioMmio::libxl_slot(0)],
-            vpl011: true,
-            grant_virtio: true,
-        }],
+    let dev = Dom0Devices {
+        extra: [
+            "-drive",
+            &format!("if=none,id=d0,file={},format=raw", disk.display()),
+            "-device",
+            "virtio-blk-device,drive=d0",
+        ]
+        .map(String::from)
+        .to_vec(),
     };
-    let mut run = QemuRun::new(boot, &work);
-    run.extra_args = [
-        "-drive",
-        &format!("if=none,id=d0,file={},format=raw", disk.display()),
-        "-device",
-        "virtio-blk-device,drive=d0",
-    ]
-    .map(String::from)
-    .to_vec();
-    let cmd = xen::boot_command(&run)?;
-    let out = xen::run_until(cmd, &work.join("console.log"), &MARKERS, &FAILURES, TIMEOUT)?;
+    let domu = DomU {
+        kernel,
+        ramdisk: None,
+        memory_mib: 128,
+        vcpus: 1,
+        bootargs: String::new(),
+        virtio: vec![VirtioMmio::libxl_slot(0)],
+        vpl011: true,
+        grant_virtio: true,
+    };
+    let out = boot_watching(
+        &a.xen_ioreq,
+        img,
+        "backplane.plan=1:blk@0x2000000/33=virtio-blk0",
+        vec![domu],
+        &dev,
+        "grant-testguest",
+        &MARKERS,
+        &FAILURES,
+    )?;
     check_passed(&out)?;
     let bytes = std::fs::read(&disk)?;
     let region = &bytes[OFFSET..OFFSET + LEN];

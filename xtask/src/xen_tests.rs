@@ -487,7 +487,7 @@ impl AllDevices {
 }
 
 /// Serializes Xen runs across xtask processes (they share run and disk paths).
-fn lock_runs() -> Result<std::fs::File> {
+pub(crate) fn lock_runs() -> Result<std::fs::File> {
     let path = crate::project_root().join("target/xen/xen-tests.lock");
     let f = std::fs::File::options()
         .create(true)
